@@ -1,0 +1,40 @@
+"""Batch augmentations on device tensors: no per-image Python."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def random_crop(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Reflect-pad N×C×H×W by ``pad`` and take one random H×W window per image."""
+    n, _, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
+    rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
+    batch = torch.arange(n, device=images.device)[:, None, None, None]
+    chans = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    return padded[batch, chans, rows, cols]
+
+
+def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror a random half of the batch left-right."""
+    mask = torch.rand(len(images), generator=generator).to(images.device) < 0.5
+    return torch.where(mask[:, None, None, None], images.flip(-1), images)
+
+
+def random_dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Apply one of the 8 flips/rot90s of the square to each image (for SR patches)."""
+    k = torch.randint(0, 8, (len(images),), generator=generator)
+    out = images.clone()
+    for code in range(8):
+        idx = (k == code).nonzero().flatten().to(images.device)
+        if len(idx) == 0:
+            continue
+        x = images[idx]
+        if code & 4:
+            x = x.flip(-1)
+        out[idx] = torch.rot90(x, code & 3, dims=(-2, -1))
+    return out

@@ -1,0 +1,101 @@
+"""Evaluation: classifier accuracy and confusion matrix; SR PSNR/SSIM of model and bicubic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageDraw
+from torch import nn
+from tqdm import tqdm
+
+from cnnpipe import cifar10
+from cnnpipe.color import hwc_to_nchw, rgb_to_y, to_float
+from cnnpipe.metrics import psnr, shave, ssim
+from cnnpipe.sr import bicubic_upscale, crop_to_multiple, downscale, model_upscale
+from cnnpipe.train_classifier import predict_logits
+
+
+def classifier_report(
+    model: nn.Module, test: cifar10.Split, classes: list[str], device: torch.device
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Accuracy metrics and the per-sample (actual, predicted) table DVC's confusion plot reads."""
+    logits = predict_logits(model, torch.from_numpy(test.images), device)
+    predicted = logits.argmax(1).numpy()
+    actual = test.labels
+    per_class = {
+        name: float((predicted[actual == k] == k).mean()) if (actual == k).any() else None
+        for k, name in enumerate(classes)
+    }
+    metrics = {
+        "accuracy": float((predicted == actual).mean()),
+        "per_class_accuracy": per_class,
+        "test_images": len(actual),
+    }
+    names = np.asarray(classes)
+    table = pd.DataFrame({"actual": names[actual], "predicted": names[predicted]})
+    return metrics, table
+
+
+def _y(images_uint8: torch.Tensor) -> torch.Tensor:
+    return rgb_to_y(to_float(images_uint8))
+
+
+def sr_scores(model: nn.Module, images: list[np.ndarray], scale: int, desc: str) -> dict[str, float]:
+    """Mean PSNR/SSIM (Y channel, ``scale`` px shaved) of the model and of bicubic."""
+    rows = []
+    for image in tqdm(images, desc=desc, leave=False):
+        hr = crop_to_multiple(hwc_to_nchw(image), scale)
+        lr = downscale(hr, scale)
+        hr_y = shave(_y(hr), scale)
+        row = {}
+        for method, sr in (("bicubic", bicubic_upscale(lr, scale)), ("model", model_upscale(model, lr, scale))):
+            out_y = shave(_y(sr), scale)
+            row[f"psnr_{method}"] = psnr(out_y, hr_y)
+            row[f"ssim_{method}"] = ssim(out_y, hr_y)
+        rows.append(row)
+    means = pd.DataFrame(rows).mean().to_dict()
+    means["psnr_gain"] = means["psnr_model"] - means["psnr_bicubic"]
+    means["images"] = len(images)
+    return {k: (int(v) if k == "images" else round(float(v), 4)) for k, v in means.items()}
+
+
+def _center_crop(image: torch.Tensor, size: int, scale: int) -> torch.Tensor:
+    h, w = image.shape[-2:]
+    size = min(size, h, w) // scale * scale
+    top, left = (h - size) // 2 // scale * scale, (w - size) // 2 // scale * scale
+    return image[..., top : top + size, left : left + size]
+
+
+def sr_comparison(model: nn.Module, images: list[np.ndarray], scale: int, crop: int, title: str = "") -> Image.Image:
+    """A grid, one row per image: LR (nearest) | bicubic | model | HR, on the same centre crop."""
+    columns = ["LR (nearest)", "bicubic", "model", "HR"]
+    tiles = []
+    for image in images:
+        hr = _center_crop(crop_to_multiple(hwc_to_nchw(image), scale), crop, scale)
+        lr = downscale(hr, scale)
+        nearest = lr.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+        row = [nearest, bicubic_upscale(lr, scale), model_upscale(model, lr, scale), hr]
+        tiles.append([Image.fromarray(t[0].permute(1, 2, 0).numpy()) for t in row])
+    size = tiles[0][0].size[0]
+    pad, header = 4, 16 + (16 if title else 0)
+    grid = Image.new("RGB", (len(columns) * (size + pad) + pad, header + len(tiles) * (size + pad) + pad), "white")
+    draw = ImageDraw.Draw(grid)
+    if title:
+        draw.text((pad, 2), title, fill="black")
+    for c, name in enumerate(columns):
+        draw.text((pad + c * (size + pad), header - 14), name, fill="black")
+    for r, row_tiles in enumerate(tiles):
+        for c, tile in enumerate(row_tiles):
+            grid.paste(tile.resize((size, size)), (pad + c * (size + pad), header + r * (size + pad)))
+    return grid
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,67 @@
+"""ONNX export with dynamic axes, ``onnx.checker`` and an ONNX Runtime vs PyTorch parity check."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from cnnpipe.inference import ort_session
+
+
+def export(
+    model: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    dynamic: dict[int, str],
+    opset: int,
+    metadata: dict[str, Any],
+) -> None:
+    """Export ``model`` (input "input", output "output") with the named dims dynamic.
+
+    Uses torch's default (dynamo) exporter; ``metadata`` is stored as JSON strings in the
+    model's ``metadata_props`` so a server can read class names, scale and scores from the file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().cpu()
+    dims = {axis: torch.export.Dim(name, min=1 if name == "batch" else 8) for axis, name in dynamic.items()}
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        program = torch.onnx.export(
+            model, (example,), input_names=["input"], output_names=["output"],
+            dynamic_shapes=({**dims},), opset_version=opset, dynamo=True, verbose=False,
+        )  # fmt: skip
+    proto = program.model_proto
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+    tmp = path.with_name(f".{path.name}.tmp")
+    onnx.save_model(proto, tmp)
+    onnx.checker.check_model(str(tmp), full_check=True)
+    tmp.replace(path)
+
+
+def max_abs_diff(model: nn.Module, path: Path, inputs: list[torch.Tensor]) -> float:
+    """Largest |ONNX Runtime − PyTorch| over the given inputs (float32, CPU)."""
+    session = ort_session(path, threads=0)
+    worst = 0.0
+    model = model.eval().cpu()
+    with torch.no_grad():
+        for x in inputs:
+            expected = model(x).numpy()
+            got = session.run(None, {"input": x.numpy()})[0]
+            if got.shape != expected.shape:
+                raise AssertionError(f"{path}: ONNX output shape {got.shape} != PyTorch {expected.shape}")
+            worst = max(worst, float(np.max(np.abs(got - expected))))
+    return worst

@@ -1,0 +1,123 @@
+"""The networks, built from PyTorch primitives, and their checkpoint format.
+
+A checkpoint is ``{"config": {...}, "state_dict": {...}}`` holding only tensors and plain Python
+values, so ``torch.load(path, weights_only=True)`` reads it without unpickling code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+# CIFAR-10 channel statistics; the classifier normalises inside forward(), so its input (and
+# the ONNX model's) is plain RGB in [0, 1].
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Residual(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(channels, channels), conv_bn(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResNet9(nn.Module):
+    """The ResNet-9 of the fast CIFAR-10 trainers (Page, 2018), width-scalable.
+
+    prep → layer1 (+res) → layer2 → layer3 (+res) → global max-pool → linear, with a fixed
+    output scale that keeps logits small at initialisation.
+    """
+
+    def __init__(self, num_classes: int = 10, width: int = 64) -> None:
+        super().__init__()
+        w = width
+        self.register_buffer("mean", torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(CIFAR10_STD).view(1, 3, 1, 1))
+        self.features = nn.Sequential(
+            conv_bn(3, w),
+            conv_bn(w, 2 * w), nn.MaxPool2d(2), Residual(2 * w),
+            conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),
+            conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), Residual(8 * w),
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+        )  # fmt: skip
+        self.head = nn.Linear(8 * w, num_classes, bias=False)
+        self.logit_scale = 0.125
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        return self.head(self.features(x)) * self.logit_scale
+
+
+class ESPCN(nn.Module):
+    """Efficient sub-pixel CNN (Shi et al., 2016) on the luma channel.
+
+    Input: N×1×h×w Y in [0, 1] at low resolution; output: N×1×(h·s)×(w·s). Convolutions run at
+    low resolution and one ``PixelShuffle`` rearranges s² channels into the upscaled image.
+    """
+
+    def __init__(self, scale: int = 3, channels: int = 64) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, channels, 5, padding=2), nn.Tanh(),
+            nn.Conv2d(channels, channels // 2, 3, padding=1), nn.Tanh(),
+            nn.Conv2d(channels // 2, scale * scale, 3, padding=1),
+        )  # fmt: skip
+        self.upscale = nn.PixelShuffle(scale)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.upscale(self.body(y))
+
+
+CLASSIFIER_ARCHS = {"resnet9": ResNet9}
+SR_ARCHS = {"espcn": ESPCN}
+
+
+def build_classifier(config: dict[str, Any]) -> nn.Module:
+    return CLASSIFIER_ARCHS[config["arch"]](num_classes=len(config["classes"]), width=config["width"])
+
+
+def build_sr(config: dict[str, Any]) -> nn.Module:
+    return SR_ARCHS[config["arch"]](scale=config["scale"], channels=config["channels"])
+
+
+def save_checkpoint(path: Path, model: nn.Module, config: dict[str, Any]) -> None:
+    """Write ``{"config", "state_dict"}`` atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"config": config, "state_dict": state}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return ckpt["config"], ckpt["state_dict"]
+
+
+def load_classifier(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    config, state = load_checkpoint(path)
+    model = build_classifier(config)
+    model.load_state_dict(state)
+    return model.eval(), config
+
+
+def load_sr(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    config, state = load_checkpoint(path)
+    model = build_sr(config)
+    model.load_state_dict(state)
+    return model.eval(), config

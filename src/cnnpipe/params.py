@@ -1,0 +1,198 @@
+"""Typed, validated view of ``params.yaml``.
+
+Every stage reads its section through here, so a typo or an out-of-range value fails before any
+work with one line naming the param (``classifier.lr must be > 0, got -1``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from cnnpipe.errors import ParamError
+from cnnpipe.fetch import Source
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    url: str
+    md5: str = ""
+
+
+@dataclass(frozen=True)
+class DataParams:
+    cifar10: DataSource
+    bsds300: DataSource
+
+
+@dataclass(frozen=True)
+class ClassifierParams:
+    arch: str = "resnet9"
+    width: int = 32
+    epochs: int = 8
+    batch_size: int = 512
+    lr: float = 0.4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.2
+    bf16: bool = True
+    max_train_images: int = 0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SRParams:
+    scale: int = 3
+    arch: str = "espcn"
+    channels: int = 64
+    patch_size: int = 24
+    patches_per_epoch: int = 8192
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    sr_examples: int = 3
+    sr_crop: int = 96
+    sr_extra_sets: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    opset: int = 18
+    tolerance: float = 1e-4
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams
+    device: str = "auto"
+    classifier: ClassifierParams = field(default_factory=ClassifierParams)
+    sr: SRParams = field(default_factory=SRParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    export: ExportParams = field(default_factory=ExportParams)
+
+    def source(self, name: str) -> Source:
+        src: DataSource = getattr(self.data, name)
+        return Source(url=src.url, md5=src.md5, param=f"data.{name}")
+
+
+def _coerce(value: Any, kind: Any, name: str) -> Any:
+    origin = typing.get_origin(kind)
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise ParamError(f"{name} must be a mapping, got {value!r}")
+        return _build(kind, value, name)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamError(f"{name} must be a mapping, got {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(kind, types.UnionType):
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ParamError(f"{name} must be true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamError(f"{name} must be an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ParamError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ParamError(f"{name} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported param type {kind!r}")
+
+
+def _build(cls: type[T], raw: dict[str, Any], prefix: str) -> T:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ParamError(f"unknown param {where} (known: {', '.join(sorted(known))})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        name = f"{prefix}.{f.name}" if prefix else f.name
+        if f.name in raw:
+            kwargs[f.name] = _coerce(raw[f.name], hints[f.name], name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ParamError(f"missing param {name}")
+    return cls(**kwargs)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ParamError(message)
+
+
+def validate(p: Params) -> Params:
+    """Range checks that types alone cannot express."""
+    from cnnpipe.nets import CLASSIFIER_ARCHS, SR_ARCHS
+
+    for name in ("cifar10", "bsds300"):
+        src: DataSource = getattr(p.data, name)
+        _require(bool(src.url.strip()), f"data.{name}.url must not be empty")
+        md5 = src.md5.strip()
+        _require(
+            md5 == "" or (len(md5) == 32 and all(c in "0123456789abcdefABCDEF" for c in md5)),
+            f"data.{name}.md5 must be 32 hex digits (or empty to print it), got {src.md5!r}",
+        )
+    _require(p.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {p.device!r}")
+    c = p.classifier
+    _require(c.arch in CLASSIFIER_ARCHS, f"classifier.arch must be one of {sorted(CLASSIFIER_ARCHS)}, got {c.arch!r}")
+    _require(c.width >= 1, f"classifier.width must be >= 1, got {c.width}")
+    _require(c.epochs >= 1, f"classifier.epochs must be >= 1, got {c.epochs}")
+    _require(c.batch_size >= 1, f"classifier.batch_size must be >= 1, got {c.batch_size}")
+    _require(c.lr > 0, f"classifier.lr must be > 0, got {c.lr}")
+    _require(0 <= c.momentum < 1, f"classifier.momentum must be in [0, 1), got {c.momentum}")
+    _require(c.weight_decay >= 0, f"classifier.weight_decay must be >= 0, got {c.weight_decay}")
+    _require(0 <= c.label_smoothing < 1, f"classifier.label_smoothing must be in [0, 1), got {c.label_smoothing}")
+    _require(c.max_train_images >= 0, f"classifier.max_train_images must be >= 0, got {c.max_train_images}")
+    s = p.sr
+    _require(s.arch in SR_ARCHS, f"sr.arch must be one of {sorted(SR_ARCHS)}, got {s.arch!r}")
+    _require(s.scale in (2, 3, 4), f"sr.scale must be 2, 3 or 4, got {s.scale}")
+    _require(s.channels >= 2, f"sr.channels must be >= 2, got {s.channels}")
+    _require(s.patch_size >= 4, f"sr.patch_size must be >= 4, got {s.patch_size}")
+    _require(s.patches_per_epoch >= s.batch_size, "sr.patches_per_epoch must be >= sr.batch_size")
+    _require(s.epochs >= 1, f"sr.epochs must be >= 1, got {s.epochs}")
+    _require(s.batch_size >= 1, f"sr.batch_size must be >= 1, got {s.batch_size}")
+    _require(s.lr > 0, f"sr.lr must be > 0, got {s.lr}")
+    e = p.evaluate
+    _require(e.sr_examples >= 1, f"evaluate.sr_examples must be >= 1, got {e.sr_examples}")
+    _require(e.sr_crop >= 8, f"evaluate.sr_crop must be >= 8, got {e.sr_crop}")
+    for name, folder in e.sr_extra_sets.items():
+        _require(Path(folder).is_dir(), f"evaluate.sr_extra_sets.{name}: no folder {folder!r}")
+    _require(7 <= p.export.opset <= 23, f"export.opset must be in 7..23, got {p.export.opset}")
+    _require(p.export.tolerance > 0, f"export.tolerance must be > 0, got {p.export.tolerance}")
+    return p
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ParamError(f"no {path} in {Path.cwd()}; run stages from the repository root") from None
+    except yaml.YAMLError as exc:
+        raise ParamError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ParamError(f"{path} must hold a mapping at the top level")
+    return validate(_build(Params, raw, ""))
