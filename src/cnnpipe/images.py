@@ -32,7 +32,7 @@ def list_images(folder: Path) -> list[Path]:
 def read_rgb(path: Path) -> np.ndarray:
     """An image file as uint8 H×W×3 RGB."""
     with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
+        return np.array(img.convert("RGB"))
 
 
 def load_folder(folder: Path) -> list[np.ndarray]:

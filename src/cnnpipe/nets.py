@@ -63,23 +63,30 @@ class ResNet9(nn.Module):
 
 
 class ESPCN(nn.Module):
-    """Efficient sub-pixel CNN (Shi et al., 2016) on the luma channel.
+    """Efficient sub-pixel CNN (Shi et al., 2016) on the luma channel, with an anchor residual.
 
     Input: N×1×h×w Y in [0, 1] at low resolution; output: N×1×(h·s)×(w·s). Convolutions run at
-    low resolution and one ``PixelShuffle`` rearranges s² channels into the upscaled image.
+    low resolution and one ``PixelShuffle`` rearranges s² channels into the upscaled image. The
+    input, repeated s² times, is added before the shuffle (the "anchor" of ABPN, Du et al. 2021),
+    so the convolutions learn only the detail missing from a nearest-neighbour upscale: it trains
+    far faster than plain ESPCN and exports to ONNX as plain Conv/Add/DepthToSpace.
     """
 
     def __init__(self, scale: int = 3, channels: int = 64) -> None:
         super().__init__()
+        self.scale = scale
         self.body = nn.Sequential(
-            nn.Conv2d(1, channels, 5, padding=2), nn.Tanh(),
-            nn.Conv2d(channels, channels // 2, 3, padding=1), nn.Tanh(),
+            nn.Conv2d(1, channels, 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels // 2, 3, padding=1),
+            nn.ReLU(inplace=True),
             nn.Conv2d(channels // 2, scale * scale, 3, padding=1),
-        )  # fmt: skip
+        )
         self.upscale = nn.PixelShuffle(scale)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.upscale(self.body(y))
+        anchor = y.repeat(1, self.scale * self.scale, 1, 1)
+        return self.upscale(self.body(y) + anchor)
 
 
 CLASSIFIER_ARCHS = {"resnet9": ResNet9}
