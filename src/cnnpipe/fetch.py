@@ -8,6 +8,7 @@ temporary siblings of the destination, and only a fully verified tree is renamed
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import shutil
 import tarfile
@@ -89,7 +90,7 @@ def download(source: Source, target: Path, timeout: float = 60.0) -> str:
         raise FetchError(
             f"download of {source.url} failed: HTTP {exc.code} {exc.reason}; check {source.param}.url"
         ) from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise FetchError(
             f"download of {source.url} failed: {reason}; check the network "

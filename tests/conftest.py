@@ -1,0 +1,60 @@
+"""Shared fixtures: generated archives in the official layouts and a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cnnpipe.cli import SAMPLE_SIZES
+from cnnpipe.sample_data import write_archives
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str]]:
+    """The tiny generated CIFAR-10 binary and BSDS300 archives: dataset → (path, md5)."""
+    return write_archives(tmp_path_factory.mktemp("archives"), SAMPLE_SIZES["tiny"])
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves files; ``/short/NAME`` promises the full length but sends only half the bytes."""
+
+    def log_message(self, *args: object) -> None:  # keep test output clean
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/short/"):
+            data = Path(self.directory, self.path.removeprefix("/short/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        super().do_GET()
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real HTTP server on 127.0.0.1 serving a temporary folder: (base URL, folder)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()

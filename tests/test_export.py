@@ -1,0 +1,48 @@
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from cnnpipe.export import export, max_abs_diff
+from cnnpipe.nets import ESPCN, ResNet9
+
+
+def test_classifier_onnx_matches_pytorch_at_any_batch(tmp_path: Path) -> None:
+    model = ResNet9(width=8).eval()
+    path = tmp_path / "classifier.onnx"
+    export(model, torch.rand(2, 3, 32, 32), path, {0: "batch"}, 18, {"classes": ["a", "b"]})
+
+    onnx.checker.check_model(str(path))
+    batch_dim = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param  # symbolic, not a fixed size
+    diff = max_abs_diff(model, path, [torch.rand(1, 3, 32, 32), torch.rand(7, 3, 32, 32)])
+    assert diff < 1e-4
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(meta["classes"]) == ["a", "b"]
+
+
+def test_sr_onnx_matches_pytorch_at_any_size(tmp_path: Path) -> None:
+    model = ESPCN(scale=3, channels=16).eval()
+    path = tmp_path / "sr.onnx"
+    export(model, torch.rand(2, 1, 24, 24), path, {0: "batch", 2: "height", 3: "width"}, 18, {"scale": 3})
+
+    inputs = [torch.rand(1, 1, 17, 31), torch.rand(3, 1, 40, 9)]
+    assert max_abs_diff(model, path, inputs) < 1e-4
+
+
+def test_parity_check_detects_a_different_model(tmp_path: Path) -> None:
+    model = ESPCN(scale=2, channels=8).eval()
+    path = tmp_path / "sr.onnx"
+    export(model, torch.rand(1, 1, 16, 16), path, {0: "batch", 2: "height", 3: "width"}, 18, {})
+    with torch.no_grad():
+        model.body[0].bias.add_(0.5)
+    assert max_abs_diff(model, path, [torch.rand(1, 1, 16, 16)]) > 1e-3
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_opset_is_honoured(tmp_path: Path, opset: int) -> None:
+    path = tmp_path / "m.onnx"
+    export(ESPCN(scale=2, channels=4).eval(), torch.rand(1, 1, 8, 8), path, {0: "batch"}, opset, {})
+    assert {o.domain: o.version for o in onnx.load(str(path)).opset_import}[""] == opset

@@ -1,0 +1,75 @@
+"""Bad params fail before any work, with one line that names the param."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cnnpipe.errors import ParamError
+from cnnpipe.params import load_params
+
+from .conftest import REPO
+
+
+def _write(tmp_path: Path, edit) -> Path:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    edit(params)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_the_repository_params_are_valid() -> None:
+    params = load_params(REPO / "params.yaml")
+    assert params.source("cifar10").url.startswith("https://")
+    assert params.sr.scale in (2, 3, 4)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda p: p["classifier"].update(lr=-1), r"classifier\.lr must be > 0"),
+        (lambda p: p["classifier"].update(arch="vgg99"), r"classifier\.arch must be one of"),
+        (lambda p: p["classifier"].update(epochs="ten"), r"classifier\.epochs must be an integer"),
+        (lambda p: p["classifier"].update(bf16="yes"), r"classifier\.bf16 must be true or false"),
+        (lambda p: p["classifier"].update(lrate=0.1), r"unknown param classifier\.lrate"),
+        (lambda p: p["sr"].update(scale=5), r"sr\.scale must be 2, 3 or 4"),
+        (lambda p: p["data"]["cifar10"].update(md5="abc"), r"data\.cifar10\.md5 must be 32 hex digits"),
+        (lambda p: p["data"].pop("bsds300"), r"missing param data\.bsds300"),
+        (lambda p: p.update(device="tpu"), r"device must be auto, cpu or cuda"),
+        (lambda p: p["evaluate"].update(sr_extra_sets={"Set5": "/no/such/dir"}), r"sr_extra_sets\.Set5"),
+    ],
+)
+def test_invalid_params_are_named(tmp_path: Path, edit, message: str) -> None:
+    with pytest.raises(ParamError, match=message):
+        load_params(_write(tmp_path, edit))
+
+
+def test_batch_larger_than_the_dataset_fails_before_training() -> None:
+    import numpy as np
+    import torch
+
+    from cnnpipe.cifar10 import Split
+    from cnnpipe.params import ClassifierParams
+    from cnnpipe.train_classifier import train
+
+    split = Split(np.zeros((10, 3, 32, 32), np.uint8), np.zeros(10, np.int64))
+    with pytest.raises(ParamError, match=r"batch_size \(64\) is larger than the training set \(10 images\)"):
+        train(ClassifierParams(batch_size=64), split, None, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("stage", ["train_classifier", "train_sr", "evaluate", "export_onnx"])
+def test_a_stage_with_a_bad_param_exits_with_one_line(tmp_path: Path, stage: str) -> None:
+    _write(tmp_path, lambda p: p["classifier"].update(lr=-0.5))
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}"}
+    result = subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["error: classifier.lr must be > 0, got -0.5"]
+    assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
