@@ -1,0 +1,149 @@
+"""`dvc repro` for real, in a copy of the repository, on tiny generated data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cnnpipe import cifar10
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "classifier": {"width": 8, "epochs": 2, "batch_size": 64, "lr": 0.2},
+    "sr": {"channels": 16, "patch_size": 12, "patches_per_epoch": 256, "batch_size": 32, "epochs": 2},
+    "evaluate": {"sr_examples": 2, "sr_crop": 48},
+}
+
+
+def _copy_repo(dest: Path) -> None:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for rel in filter(None, listed):
+        if (REPO / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, dest / rel)
+
+
+def _edit_params(repo: Path, changes: dict) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in changes.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory, tiny_archives) -> Path:
+    root = tmp_path_factory.mktemp("pipeline")
+    _copy_repo(root)
+    data = {name: {"url": str(path), "md5": md5} for name, (path, md5) in tiny_archives.items()}
+    _edit_params(root, {"data": data, **TINY})
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "tiny params"]):
+        _git(root, *args)
+    return root
+
+
+def _env(repo: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": f"{repo}{os.pathsep}{repo / 'src'}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+    }  # fmt: skip
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, env=_env(repo), capture_output=True, text=True, check=True).stdout
+
+
+def _dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=repo, env=_env(repo), capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def _ran(result: subprocess.CompletedProcess[str]) -> set[str]:
+    return {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage '")}
+
+
+def test_repro_builds_every_declared_output(repo: Path) -> None:
+    result = _dvc(repo, "repro")
+    assert _ran(result) == {"fetch_cifar10", "fetch_bsds300", "train_classifier", "train_sr", "evaluate", "export_onnx"}
+
+    for out in (
+        "data/cifar10/cifar-10-batches-bin/test_batch.bin", "data/bsds300/BSDS300/images/test",
+        "models/classifier.pt", "models/sr_x3.pt", "models/classifier.onnx", "models/sr_x3.onnx",
+        "plots/confusion.csv", "plots/sr_comparison.png",
+        "dvclive/classifier/plots/metrics/test_acc.tsv", "dvclive/sr/plots/metrics/train_psnr.tsv",
+    ):  # fmt: skip
+        assert (repo / out).exists(), out
+
+    classifier = json.loads((repo / "metrics/classifier.json").read_text())
+    assert 0.0 <= classifier["accuracy"] <= 1.0
+    assert set(classifier["per_class_accuracy"]) == set(cifar10.CLASSES)
+    assert classifier["test_images"] == 200 and classifier["generated_sample_data"] is True
+
+    sr = json.loads((repo / "metrics/sr.json").read_text())
+    assert sr["scale"] == 3 and sr["generated_sample_data"] is True
+    for key in ("psnr_model", "psnr_bicubic", "ssim_model", "ssim_bicubic", "psnr_gain"):
+        assert isinstance(sr["bsds300_test"][key], float), key
+
+    export = json.loads((repo / "metrics/export.json").read_text())
+    assert set(export["max_abs_diff"]) == {"classifier", "sr_x3"}
+    assert all(d <= export["tolerance"] for d in export["max_abs_diff"].values())
+
+    confusion = (repo / "plots/confusion.csv").read_text().splitlines()
+    assert confusion[0] == "actual,predicted" and len(confusion) == 201
+
+    epochs = (repo / "dvclive/classifier/plots/metrics/test_acc.tsv").read_text().splitlines()
+    assert len(epochs) == 1 + TINY["classifier"]["epochs"]
+
+
+def test_second_repro_does_nothing(repo: Path) -> None:
+    assert "up to date" in _dvc(repo, "status").stdout
+    assert _ran(_dvc(repo, "repro")) == set()
+
+
+def test_a_param_change_reruns_only_what_depends_on_it_and_shows_in_diffs(repo: Path) -> None:
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "run 1")
+
+    _edit_params(repo, {"classifier": {"epochs": 3}})
+    assert _ran(_dvc(repo, "repro")) == {"train_classifier", "evaluate", "export_onnx"}
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "run 2")
+
+    params = json.loads(_dvc(repo, "params", "diff", "HEAD~1", "HEAD", "--json").stdout)
+    assert params["params.yaml"]["classifier.epochs"] == {"old": 2, "new": 3, "diff": 1}
+
+    metrics = json.loads(_dvc(repo, "metrics", "diff", "HEAD~1", "HEAD", "--json").stdout)
+    live = metrics["dvclive/classifier/metrics.json"]
+    assert live["step"]["old"] == 1 and live["step"]["new"] == 2
+    assert "train_loss" in live
+
+    plots = json.loads(_dvc(repo, "plots", "show", "--json").stdout)
+    assert {"plots/confusion.csv", "plots/sr_comparison.png"} <= set(plots["data"])
+
+
+def test_export_outside_tolerance_fails_and_leaves_no_onnx(repo: Path) -> None:
+    _edit_params(repo, {"export": {"tolerance": 1e-15}})
+    result = _dvc(repo, "repro", "export_onnx", check=False)
+    assert result.returncode != 0
+    assert "ONNX Runtime differs from PyTorch" in result.stderr + result.stdout
+    assert not list((repo / "models").glob("*.onnx"))
+    _git(repo, "checkout", "params.yaml")
