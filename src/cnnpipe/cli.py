@@ -29,6 +29,39 @@ def sample_data(args: argparse.Namespace) -> None:
         print(f"{path}  md5 {md5}  (params: data.{name}.url / data.{name}.md5)")
 
 
+def _layer_weight(text: str) -> tuple[str, float]:
+    name, _, weight = text.partition(":")
+    try:
+        return name, float(weight) if weight else 1.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"layer must be NAME or NAME:WEIGHT, got {text!r}") from None
+
+
+def dream_command(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from cnnpipe.backbones import DEFAULT_LAYER, load_backbone
+    from cnnpipe.device import pick_device
+    from cnnpipe.dream import DreamParams, dream
+    from cnnpipe.imageio import read_image_rgb, write_png
+
+    image = read_image_rgb(Path(args.input))
+    backbone = load_backbone(
+        args.backbone, pick_device(args.device), weights=args.weights,
+        classifier_checkpoint=Path(args.classifier), download=not args.no_download,
+    )  # fmt: skip
+    params = DreamParams(
+        layers=dict(args.layer or [(DEFAULT_LAYER.get(args.backbone, ""), 1.0)]), channels=tuple(args.channel), octaves=args.octaves,
+        octave_scale=args.octave_scale, steps=args.steps, lr=args.lr, jitter=args.jitter,
+        smoothing=args.smoothing, seed=args.seed, tile_size=args.tile_size, max_pixels=args.max_pixels,
+        max_total_steps=args.max_total_steps,
+    )  # fmt: skip
+    with tqdm(total=args.octaves * args.steps, desc="dream", unit="step") as bar:
+        result = dream(image, backbone, params, progress=lambda p: bar.update(1) and None)
+    write_png(Path(args.output), result)
+    print(f"wrote {args.output}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnpipe", description=__doc__)
     parser.add_argument("--version", action="version", version=f"cnnpipe {__version__}")
@@ -43,6 +76,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", choices=sorted(SAMPLE_SIZES), default="demo")
     p.add_argument("--dvc-set-args", action="store_true", help="print `dvc exp run -S` arguments")
     p.set_defaults(func=sample_data)
+
+    d = sub.add_parser("dream", help="DeepDream an image", description="Amplify what a network's layers see in an image.")
+    d.add_argument("input", help="input image (any format Pillow reads)")
+    d.add_argument("output", help="output PNG")
+    d.add_argument("--backbone", default="vgg19", help="classifier (the project's) | vgg19 | googlenet | resnet50")
+    d.add_argument(
+        "--layer", type=_layer_weight, action="append", default=None,
+        help="layer name or index, optionally NAME:WEIGHT; repeat for several (default: see DEFAULT_LAYER)",
+    )  # fmt: skip
+    d.add_argument("--channel", type=int, action="append", default=[], help="only this channel (repeatable)")
+    d.add_argument("--octaves", type=int, default=4)
+    d.add_argument("--octave-scale", type=float, default=2.0)
+    d.add_argument("--steps", type=int, default=25, help="gradient steps per octave")
+    d.add_argument("--lr", type=float, default=0.02, help="step size: lr / mean|grad|")
+    d.add_argument("--jitter", type=int, default=0, help="max random roll in pixels per step")
+    d.add_argument("--smoothing", type=float, default=0.0, help="gradient blur sigma in pixels")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--tile-size", type=int, default=512)
+    d.add_argument("--max-pixels", type=int, default=4096 * 4096)
+    d.add_argument("--max-total-steps", type=int, default=1000)
+    d.add_argument("--weights", choices=["imagenet", "random"], default="imagenet")
+    d.add_argument("--no-download", action="store_true", help="use only cached ImageNet weights")
+    d.add_argument("--classifier", default="models/classifier.pt", help="checkpoint for --backbone classifier")
+    d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    d.set_defaults(func=dream_command)
     return parser
 
 

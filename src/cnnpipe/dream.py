@@ -1,0 +1,193 @@
+"""DeepDream: gradient ascent on the input image to amplify what chosen layers respond to.
+
+The whole loop stays on the device: an octave pyramid built with ``F.interpolate``, gradients
+taken with respect to the image only (the model's weights are frozen), optional bf16 autocast,
+random jitter (roll) per step, optional Gaussian smoothing of the gradient, and the detail
+gained at one octave carried up to the next. Large images are processed in tiles so memory is
+bounded by the tile size, not the image size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cnnpipe.backbones import Backbone
+from cnnpipe.device import autocast
+from cnnpipe.errors import CnnpipeError
+
+
+class DreamError(CnnpipeError):
+    """Bad DeepDream input or parameters."""
+
+
+class DreamCancelled(CnnpipeError):
+    """The progress callback asked to stop."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    octave: int  # 1-based
+    octaves: int
+    step: int  # 1-based, within the octave
+    steps: int
+    fraction: float  # of all steps, 0..1
+
+
+ProgressCallback = Callable[[Progress], bool | None]
+
+
+@dataclass(frozen=True)
+class DreamParams:
+    """What to amplify and how hard. ``layers`` maps layer name (or index) to its weight."""
+
+    layers: dict[str, float] = field(default_factory=dict)
+    channels: tuple[int, ...] = ()  # only these channels of the layers (empty = all)
+    octaves: int = 4
+    octave_scale: float = 2.0
+    steps: int = 25  # per octave
+    lr: float = 0.02  # step = lr / mean|grad|
+    jitter: int = 0  # max random roll in pixels per step
+    smoothing: float = 0.0  # sigma (pixels) of a Gaussian blur of the gradient; 0 = off
+    seed: int = 0
+    tile_size: int = 512  # gradients computed on tiles at most this big (memory bound)
+    max_pixels: int = 4096 * 4096
+    max_total_steps: int = 1000
+    bf16: bool | None = None  # None = auto: on for CUDA and for CPUs with native bf16
+
+
+def validate(params: DreamParams, backbone: Backbone, height: int, width: int) -> dict[str, float]:
+    """Check limits and resolve layer names; return name → weight."""
+    if height * width > params.max_pixels:
+        raise DreamError(f"image has {height}×{width} = {height * width} pixels, more than the limit {params.max_pixels}")
+    if min(height, width) < 1:
+        raise DreamError("image is empty")
+    if params.octaves < 1 or params.steps < 1:
+        raise DreamError(f"octaves and steps must be >= 1, got {params.octaves} and {params.steps}")
+    total = params.octaves * params.steps
+    if total > params.max_total_steps:
+        raise DreamError(f"octaves × steps = {total} is more than the limit {params.max_total_steps}")
+    if not params.octave_scale > 1.0 or params.octave_scale > 4.0:
+        raise DreamError(f"octave_scale must be in (1, 4], got {params.octave_scale}")
+    if not 0 < params.lr <= 1:
+        raise DreamError(f"lr must be in (0, 1], got {params.lr}")
+    if params.jitter < 0 or params.smoothing < 0:
+        raise DreamError("jitter and smoothing must be >= 0")
+    if params.tile_size < 32:
+        raise DreamError(f"tile_size must be >= 32, got {params.tile_size}")
+    if not params.layers:
+        raise DreamError(f"no layer chosen; {backbone.name} layers include {', '.join(backbone.layer_names()[:8])}, …")
+    return {backbone.resolve_layer(name): float(w) for name, w in params.layers.items()}
+
+
+def pyramid_sizes(height: int, width: int, octaves: int, scale: float) -> list[tuple[int, int]]:
+    """Octave sizes from smallest to the original; never below 1 pixel."""
+    return [
+        (max(1, round(height / scale**i)), max(1, round(width / scale**i))) for i in reversed(range(octaves))
+    ]
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    radius = max(1, math.ceil(3 * sigma))
+    coords = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-(coords**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    c = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def _objective(acts: dict[str, torch.Tensor], weights: dict[str, float], channels: tuple[int, ...]) -> torch.Tensor:
+    loss = torch.zeros((), device=next(iter(acts.values())).device)
+    for name, weight in weights.items():
+        act = acts[name].float()
+        if channels:
+            act = act[:, list(channels)]
+        loss = loss + weight * act.pow(2).mean()
+    return loss
+
+
+def _gradient(
+    backbone: Backbone, image: torch.Tensor, weights: dict[str, float], p: DreamParams, bf16: bool
+) -> torch.Tensor:
+    """d(objective)/d(image), computed tile by tile when the image exceeds ``tile_size``."""
+    _, _, h, w = image.shape
+    grad = torch.zeros_like(image)
+    tile = p.tile_size
+    for top in range(0, h, tile):
+        for left in range(0, w, tile):
+            patch = image[:, :, top : top + tile, left : left + tile].detach().requires_grad_(True)
+            with autocast(image.device, bf16):
+                acts = backbone.activations(patch, list(weights))
+            loss = _objective(acts, weights, p.channels)
+            (g,) = torch.autograd.grad(loss, patch)
+            grad[:, :, top : top + tile, left : left + tile] = g
+    return grad
+
+
+def _bf16_default(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return True
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def dream_tensor(
+    image: torch.Tensor,
+    backbone: Backbone,
+    params: DreamParams,
+    progress: ProgressCallback | None = None,
+) -> torch.Tensor:
+    """Dream on a 1×3×H×W float image in [0, 1] (on the backbone's device); returns the same layout."""
+    _, _, height, width = image.shape
+    weights = validate(params, backbone, height, width)
+    device = image.device
+    bf16 = _bf16_default(device) if params.bf16 is None else params.bf16
+    generator = torch.Generator().manual_seed(params.seed)
+    sizes = pyramid_sizes(height, width, params.octaves, params.octave_scale)
+    total = params.octaves * params.steps
+    base_levels = [F.interpolate(image, size=s, mode="bilinear", align_corners=False, antialias=True) for s in sizes]
+    detail = torch.zeros_like(base_levels[0])
+    done = 0
+    img = base_levels[0]
+    for octave, base in enumerate(base_levels, start=1):
+        if detail.shape[-2:] != base.shape[-2:]:
+            detail = F.interpolate(detail, size=base.shape[-2:], mode="bilinear", align_corners=False)
+        img = (base + detail).clamp(0, 1)
+        for step in range(1, params.steps + 1):
+            if params.jitter:
+                dy, dx = (torch.randint(-params.jitter, params.jitter + 1, (2,), generator=generator)).tolist()
+                img = img.roll((dy, dx), dims=(2, 3))
+            grad = _gradient(backbone, img, weights, params, bf16)
+            if params.smoothing:
+                grad = _gaussian_blur(grad, params.smoothing)
+            with torch.no_grad():
+                img = (img + params.lr * grad / (grad.abs().mean() + 1e-8)).clamp(0, 1)
+            if params.jitter:
+                img = img.roll((-dy, -dx), dims=(2, 3))
+            done += 1
+            if progress is not None:
+                keep_going = progress(Progress(octave, params.octaves, step, params.steps, done / total))
+                if keep_going is False:
+                    raise DreamCancelled(f"cancelled at octave {octave}, step {step}")
+        detail = img - base
+    return img
+
+
+def dream(
+    image: np.ndarray,
+    backbone: Backbone,
+    params: DreamParams,
+    progress: ProgressCallback | None = None,
+) -> np.ndarray:
+    """Dream on a uint8 H×W×3 RGB image; returns a uint8 H×W×3 RGB image of the same size."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise DreamError(f"expected a uint8 H×W×3 RGB image, got {image.dtype} {image.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255).to(backbone.device)
+    out = dream_tensor(x, backbone, params, progress)
+    return out[0].mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
