@@ -66,7 +66,7 @@ class Backbone:
         captured: dict[str, torch.Tensor] = {}
         wanted = set(layers)
 
-        def hook(name: str):  # noqa: ANN202
+        def hook(name: str):
             def fn(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
                 captured[name] = output
                 if wanted <= captured.keys():
@@ -111,9 +111,7 @@ def weights_cache_path(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
-def torchvision_backbone(
-    name: str, device: torch.device, weights: str = "imagenet", download: bool = True
-) -> Backbone:
+def torchvision_backbone(name: str, device: torch.device, weights: str = "imagenet", download: bool = True) -> Backbone:
     """A torchvision ImageNet model. ``weights="random"`` only when asked (tests, timing).
 
     ImageNet weights come from torchvision's cache, or are downloaded when ``download`` is true;
@@ -122,7 +120,9 @@ def torchvision_backbone(
     import torchvision
 
     if name not in TORCHVISION_BACKBONES:
-        raise BackboneError(f"unknown backbone {name!r}; choose classifier or one of {', '.join(TORCHVISION_BACKBONES)}")
+        raise BackboneError(
+            f"unknown backbone {name!r}; choose classifier or one of {', '.join(TORCHVISION_BACKBONES)}"
+        )
     builder = torchvision.models.get_model_builder(name)
     extra = {"aux_logits": False, "init_weights": True} if name == "googlenet" else {}
     if weights == "random":
@@ -140,7 +140,9 @@ def torchvision_backbone(
             model = builder(weights="DEFAULT")
         except (OSError, RuntimeError) as exc:  # URLError is an OSError; a truncated file a RuntimeError
             reason = getattr(exc, "reason", exc)
-            raise BackboneError(f"no ImageNet weights for {name} at {cached} and download failed ({reason}); {hint}") from None
+            raise BackboneError(
+                f"no ImageNet weights for {name} at {cached} and download failed ({reason}); {hint}"
+            ) from None
     else:
         raise BackboneError(f"weights must be 'imagenet' or 'random', got {weights!r}")
     return _freeze(name, model, IMAGENET_MEAN, IMAGENET_STD, device)

@@ -50,14 +50,15 @@ def dream_command(args: argparse.Namespace) -> None:
         args.backbone, pick_device(args.device), weights=args.weights,
         classifier_checkpoint=Path(args.classifier), download=not args.no_download,
     )  # fmt: skip
+    layers = dict(args.layer or [(DEFAULT_LAYER.get(args.backbone, ""), 1.0)])
     params = DreamParams(
-        layers=dict(args.layer or [(DEFAULT_LAYER.get(args.backbone, ""), 1.0)]), channels=tuple(args.channel), octaves=args.octaves,
+        layers=layers, channels=tuple(args.channel), octaves=args.octaves,
         octave_scale=args.octave_scale, steps=args.steps, lr=args.lr, jitter=args.jitter,
         smoothing=args.smoothing, seed=args.seed, tile_size=args.tile_size, max_pixels=args.max_pixels,
         max_total_steps=args.max_total_steps,
     )  # fmt: skip
     with tqdm(total=args.octaves * args.steps, desc="dream", unit="step") as bar:
-        result = dream(image, backbone, params, progress=lambda p: bar.update(1) and None)
+        result = dream(image, backbone, params, progress=lambda _: bar.update(1))
     write_png(Path(args.output), result)
     print(f"wrote {args.output}")
 
@@ -77,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dvc-set-args", action="store_true", help="print `dvc exp run -S` arguments")
     p.set_defaults(func=sample_data)
 
-    d = sub.add_parser("dream", help="DeepDream an image", description="Amplify what a network's layers see in an image.")
+    d = sub.add_parser(
+        "dream", help="DeepDream an image", description="Amplify what a network's layers see in an image."
+    )
     d.add_argument("input", help="input image (any format Pillow reads)")
     d.add_argument("output", help="output PNG")
     d.add_argument("--backbone", default="vgg19", help="classifier (the project's) | vgg19 | googlenet | resnet50")

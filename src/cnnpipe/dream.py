@@ -64,7 +64,9 @@ class DreamParams:
 def validate(params: DreamParams, backbone: Backbone, height: int, width: int) -> dict[str, float]:
     """Check limits and resolve layer names; return name → weight."""
     if height * width > params.max_pixels:
-        raise DreamError(f"image has {height}×{width} = {height * width} pixels, more than the limit {params.max_pixels}")
+        raise DreamError(
+            f"image has {height}×{width} = {height * width} pixels, more than the limit {params.max_pixels}"
+        )
     if min(height, width) < 1:
         raise DreamError("image is empty")
     if params.octaves < 1 or params.steps < 1:
@@ -87,9 +89,11 @@ def validate(params: DreamParams, backbone: Backbone, height: int, width: int) -
 
 def pyramid_sizes(height: int, width: int, octaves: int, scale: float) -> list[tuple[int, int]]:
     """Octave sizes from smallest to the original; never below 1 pixel."""
-    return [
-        (max(1, round(height / scale**i)), max(1, round(width / scale**i))) for i in reversed(range(octaves))
-    ]
+
+    def size(n: int, i: int) -> int:
+        return max(1, math.floor(n / scale**i + 0.5))  # round half up, unlike round()
+
+    return [(size(height, i), size(width, i)) for i in reversed(range(octaves))]
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -69,6 +69,19 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class DreamGalleryParams:
+    images: int = 3
+    size: int = 128
+    layers: list[str] = field(default_factory=lambda: ["features.1", "features.3", "features.6", "features.8"])
+    octaves: int = 3
+    octave_scale: float = 1.4
+    steps: int = 10
+    lr: float = 0.02
+    jitter: int = 4
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class ExportParams:
     opset: int = 18
     tolerance: float = 1e-4
@@ -82,6 +95,7 @@ class Params:
     sr: SRParams = field(default_factory=SRParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     export: ExportParams = field(default_factory=ExportParams)
+    dream_gallery: DreamGalleryParams = field(default_factory=DreamGalleryParams)
 
     def source(self, name: str) -> Source:
         src: DataSource = getattr(self.data, name)
@@ -94,6 +108,10 @@ def _coerce(value: Any, kind: Any, name: str) -> Any:
         if not isinstance(value, dict):
             raise ParamError(f"{name} must be a mapping, got {value!r}")
         return _build(kind, value, name)
+    if origin is list:
+        if not isinstance(value, list) or not value:
+            raise ParamError(f"{name} must be a non-empty list, got {value!r}")
+        return [str(v) for v in value]
     if origin is dict:
         if not isinstance(value, dict):
             raise ParamError(f"{name} must be a mapping, got {value!r}")
@@ -180,6 +198,11 @@ def validate(p: Params) -> Params:
     _require(e.sr_crop >= 8, f"evaluate.sr_crop must be >= 8, got {e.sr_crop}")
     for name, folder in e.sr_extra_sets.items():
         _require(Path(folder).is_dir(), f"evaluate.sr_extra_sets.{name}: no folder {folder!r}")
+    g = p.dream_gallery
+    _require(g.images >= 1 and g.size >= 16, "dream_gallery.images must be >= 1 and dream_gallery.size >= 16")
+    _require(g.octaves >= 1 and g.steps >= 1, "dream_gallery.octaves and dream_gallery.steps must be >= 1")
+    _require(1 < g.octave_scale <= 4, f"dream_gallery.octave_scale must be in (1, 4], got {g.octave_scale}")
+    _require(0 < g.lr <= 1, f"dream_gallery.lr must be in (0, 1], got {g.lr}")
     _require(7 <= p.export.opset <= 23, f"export.opset must be in 7..23, got {p.export.opset}")
     _require(p.export.tolerance > 0, f"export.tolerance must be > 0, got {p.export.tolerance}")
     return p
