@@ -58,7 +58,11 @@ def dream_command(args: argparse.Namespace) -> None:
         max_total_steps=args.max_total_steps,
     )  # fmt: skip
     with tqdm(total=args.octaves * args.steps, desc="dream", unit="step") as bar:
-        result = dream(image, backbone, params, progress=lambda _: bar.update(1))
+
+        def advance(_progress: object) -> None:  # returns None: never cancels
+            bar.update(1)
+
+        result = dream(image, backbone, params, progress=advance)
     write_png(Path(args.output), result)
     print(f"wrote {args.output}")
 
