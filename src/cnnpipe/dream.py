@@ -192,6 +192,6 @@ def dream(
     """Dream on a uint8 H×W×3 RGB image; returns a uint8 H×W×3 RGB image of the same size."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise DreamError(f"expected a uint8 H×W×3 RGB image, got {image.dtype} {image.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255).to(backbone.device)
+    x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float().div(255).to(backbone.device)
     out = dream_tensor(x, backbone, params, progress)
     return out[0].mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()

@@ -1,0 +1,122 @@
+"""DeepDream speed: our engine vs the seed tutorial's loop, same backbone, weights and image.
+
+    python benchmarks/dream.py                  # 512×512, VGG19 up to layer 26, 4 octaves ×2, 25 steps
+    python benchmarks/dream.py --weights imagenet   # real weights (needs them cached or online)
+
+The peer reproduces the seed's loop structure: the image lives in numpy and goes to torch and
+back every step, octaves are resized with scipy.ndimage.zoom, and the model's weights keep
+requires_grad=True so every backward pass also computes weight gradients nobody uses. Its
+objective (the L2 norm of the layer) and step rule (lr / mean|grad|, clip to the valid range)
+are the seed's; the engine's mean-square objective gives the same normalised step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+import torch
+import torchvision
+
+from cnnpipe.backbones import IMAGENET_MEAN, IMAGENET_STD, torchvision_backbone
+from cnnpipe.dream import DreamParams, dream
+from cnnpipe.sample_data import scene
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return f"CPU {cpu}, torch threads {torch.get_num_threads()}, GPU {gpu}, torch {torch.__version__}"
+
+
+def seed_loop(
+    model: torch.nn.Module, image: np.ndarray, octaves: int, scale: float, steps: int, lr: float
+) -> np.ndarray:
+    """The seed's DeepDream loop (numpy image, scipy zoom, weight gradients on)."""
+    from scipy.ndimage import zoom
+
+    mean = np.array(IMAGENET_MEAN, dtype=np.float32).reshape(3, 1, 1)
+    std = np.array(IMAGENET_STD, dtype=np.float32).reshape(3, 1, 1)
+    lower, upper = -mean / std, (1 - mean) / std
+    base = (image.transpose(2, 0, 1).astype(np.float32) / 255 - mean) / std
+    pyramid = [base]
+    for _ in range(octaves - 1):
+        pyramid.append(zoom(pyramid[-1], (1, 1 / scale, 1 / scale), order=1))
+    detail = np.zeros_like(pyramid[-1])
+    for octave_base in reversed(pyramid):
+        if detail.shape != octave_base.shape:
+            h, w = octave_base.shape[1:]
+            detail = zoom(detail, (1, h / detail.shape[1], w / detail.shape[2]), order=1)
+        img = octave_base + detail
+        for _ in range(steps):
+            x = torch.from_numpy(img).unsqueeze(0).requires_grad_(True)
+            model.zero_grad()
+            loss = model(x).norm()
+            loss.backward()
+            grad = x.grad.numpy()[0]
+            img = np.clip(img + lr / np.abs(grad).mean() * grad, lower, upper)
+        detail = img - octave_base
+    return ((img * std + mean).clip(0, 1).transpose(1, 2, 0) * 255).round().astype(np.uint8)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--octaves", type=int, default=4)
+    parser.add_argument("--octave-scale", type=float, default=2.0)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--lr", type=float, default=0.02)
+    parser.add_argument("--weights", choices=["random", "imagenet"], default="random")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-peer", action="store_true", help="time only our engine (e.g. on a GPU)")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    print(hardware())
+    print(
+        f"job: {args.size}×{args.size}, vgg19 features.26, {args.octaves} octaves ×{args.octave_scale}, "
+        f"{args.steps} steps/octave, weights {args.weights}, device {device}"
+    )
+    image = np.asarray(scene((args.size, args.size), np.random.default_rng(0)))
+    torch.manual_seed(0)
+    backbone = torchvision_backbone("vgg19", device, weights=args.weights)
+    rows = []
+
+    if not args.skip_peer:
+        peer = torchvision.models.vgg19()
+        peer.load_state_dict({k: v.cpu() for k, v in backbone.model.state_dict().items()})
+        peer_features = peer.features[:27].eval()  # weights keep requires_grad=True, as in the seed
+        peer_net = torch.nn.Sequential(peer_features)
+        started = time.perf_counter()
+        seed_loop(peer_net, image, args.octaves, args.octave_scale, args.steps, args.lr)
+        rows.append(("seed loop (numpy + scipy, weight grads)", time.perf_counter() - started))
+
+    for label, bf16 in (("cnnpipe.dream fp32", False), ("cnnpipe.dream bf16 autocast", True)):
+        params = DreamParams(
+            layers={"features.26": 1.0}, octaves=args.octaves, octave_scale=args.octave_scale,
+            steps=args.steps, lr=args.lr, bf16=bf16, tile_size=max(512, args.size),
+        )  # fmt: skip
+        dream(image[:64, :64], backbone, DreamParams(layers={"features.26": 1.0}, octaves=1, steps=1, bf16=bf16))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        dream(image, backbone, params)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rows.append((label, time.perf_counter() - started))
+
+    reference = rows[0][1]
+    print(f"\n{'method':<42} {'seconds':>9} {'speed-up':>9}")
+    for label, seconds in rows:
+        print(f"{label:<42} {seconds:>9.2f} {reference / seconds:>8.2f}×")
+
+
+if __name__ == "__main__":
+    main()
