@@ -11,7 +11,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
 from cnnpipe.backbones import classifier_backbone
 from cnnpipe.device import pick_device
@@ -19,6 +18,7 @@ from cnnpipe.dream import DreamParams, dream
 from cnnpipe.errors import exit_on_user_error
 from cnnpipe.images import bsds_split_dir, list_images, read_rgb
 from cnnpipe.params import load_params
+from cnnpipe.progress import progress
 
 
 def square(image: np.ndarray, size: int) -> np.ndarray:
@@ -48,7 +48,7 @@ def main() -> None:
     jobs = [(r, c, layer) for r in range(len(originals)) for c, layer in enumerate(g.layers, start=1)]
     for r, original in enumerate(originals):
         grid.paste(Image.fromarray(original), (pad, header + r * (g.size + pad)))
-    for r, c, layer in tqdm(jobs, desc="dream gallery"):
+    for r, c, layer in progress(jobs, desc="dream gallery"):
         p = DreamParams(
             layers={layer: 1.0}, octaves=g.octaves, octave_scale=g.octave_scale, steps=g.steps,
             lr=g.lr, jitter=g.jitter, seed=g.seed,

@@ -38,12 +38,11 @@ def _layer_weight(text: str) -> tuple[str, float]:
 
 
 def dream_command(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
     from cnnpipe.backbones import DEFAULT_LAYER, load_backbone
     from cnnpipe.device import pick_device
     from cnnpipe.dream import DreamParams, dream
     from cnnpipe.imageio import read_image_rgb, write_png
+    from cnnpipe.progress import progress
 
     image = read_image_rgb(Path(args.input))
     backbone = load_backbone(
@@ -57,7 +56,7 @@ def dream_command(args: argparse.Namespace) -> None:
         smoothing=args.smoothing, seed=args.seed, tile_size=args.tile_size, max_pixels=args.max_pixels,
         max_total_steps=args.max_total_steps,
     )  # fmt: skip
-    with tqdm(total=args.octaves * args.steps, desc="dream", unit="step") as bar:
+    with progress(total=args.octaves * args.steps, desc="dream", unit="step") as bar:
 
         def advance(_progress: object) -> None:  # returns None: never cancels
             bar.update(1)

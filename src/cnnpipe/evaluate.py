@@ -10,11 +10,11 @@ import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 from torch import nn
-from tqdm import tqdm
 
 from cnnpipe import cifar10
 from cnnpipe.color import hwc_to_nchw, rgb_to_y, to_float
 from cnnpipe.metrics import psnr, shave, ssim
+from cnnpipe.progress import progress
 from cnnpipe.sr import bicubic_upscale, crop_to_multiple, downscale, model_upscale
 from cnnpipe.train_classifier import predict_logits
 
@@ -47,7 +47,7 @@ def _y(images_uint8: torch.Tensor) -> torch.Tensor:
 def sr_scores(model: nn.Module, images: list[np.ndarray], scale: int, desc: str) -> dict[str, float]:
     """Mean PSNR/SSIM (Y channel, ``scale`` px shaved) of the model and of bicubic."""
     rows = []
-    for image in tqdm(images, desc=desc, leave=False):
+    for image in progress(images, desc=desc, leave=False):
         hr = crop_to_multiple(hwc_to_nchw(image), scale)
         lr = downscale(hr, scale)
         hr_y = shave(_y(hr), scale)

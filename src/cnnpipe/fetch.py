@@ -20,9 +20,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from tqdm import tqdm
-
 from cnnpipe.errors import FetchError
+from cnnpipe.progress import progress
 
 CHUNK = 1 << 20
 SOURCE_FILE = "SOURCE.json"
@@ -71,7 +70,7 @@ def download(source: Source, target: Path, timeout: float = 60.0) -> str:
         with (
             stream,
             target.open("wb") as out,
-            tqdm(total=total, unit="B", unit_scale=True, desc=f"fetch {source.param}", leave=False) as bar,
+            progress(total=total, unit="B", unit_scale=True, desc=f"fetch {source.param}", leave=False) as bar,
         ):
             received = 0
             while chunk := stream.read(CHUNK):

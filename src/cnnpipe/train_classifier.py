@@ -14,7 +14,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from cnnpipe import cifar10
 from cnnpipe.augment import random_crop, random_flip
@@ -22,6 +21,7 @@ from cnnpipe.device import autocast, seed_everything
 from cnnpipe.errors import ParamError
 from cnnpipe.nets import build_classifier
 from cnnpipe.params import ClassifierParams
+from cnnpipe.progress import progress
 
 EpochCallback = Callable[[dict[str, float]], None]
 
@@ -99,7 +99,7 @@ def train(
         started = time.perf_counter()
         order = torch.randperm(len(images), generator=generator).to(device)
         loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"classifier epoch {epoch}/{p.epochs}", leave=False)
+        bar = progress(range(steps_per_epoch), desc=f"classifier epoch {epoch}/{p.epochs}", leave=False)
         for step in bar:
             idx = order[step * p.batch_size : (step + 1) * p.batch_size]
             x = random_flip(random_crop(images[idx], 4, generator), generator)

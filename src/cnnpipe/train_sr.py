@@ -17,7 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from cnnpipe.augment import random_dihedral
 from cnnpipe.color import hwc_to_nchw, resize_bicubic, rgb_to_y, to_float
@@ -25,6 +24,7 @@ from cnnpipe.device import seed_everything
 from cnnpipe.errors import DataError
 from cnnpipe.nets import build_sr
 from cnnpipe.params import SRParams
+from cnnpipe.progress import progress
 
 EpochCallback = Callable[[dict[str, float]], None]
 
@@ -97,7 +97,7 @@ def train(
         hr = random_dihedral(sample_patches(planes, p.patches_per_epoch, hr_size, generator), generator)
         lr = degrade(hr, p.scale)
         loss_sum, mse_sum = 0.0, 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"sr x{p.scale} epoch {epoch}/{p.epochs}", leave=False)
+        bar = progress(range(steps_per_epoch), desc=f"sr x{p.scale} epoch {epoch}/{p.epochs}", leave=False)
         for step in bar:
             sl = slice(step * p.batch_size, (step + 1) * p.batch_size)
             x, y = lr[sl].to(device), hr[sl].to(device)
