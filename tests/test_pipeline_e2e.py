@@ -22,6 +22,7 @@ TINY = {
     "classifier": {"width": 8, "epochs": 2, "batch_size": 64, "lr": 0.2},
     "sr": {"channels": 16, "patch_size": 12, "patches_per_epoch": 256, "batch_size": 32, "epochs": 2},
     "evaluate": {"sr_examples": 2, "sr_crop": 48},
+    "dream_gallery": {"images": 2, "size": 32, "layers": ["features.1", "features.3"], "octaves": 2, "steps": 2},
 }
 
 
@@ -83,12 +84,14 @@ def _ran(result: subprocess.CompletedProcess[str]) -> set[str]:
 
 def test_repro_builds_every_declared_output(repo: Path) -> None:
     result = _dvc(repo, "repro")
-    assert _ran(result) == {"fetch_cifar10", "fetch_bsds300", "train_classifier", "train_sr", "evaluate", "export_onnx"}
+    assert _ran(result) == {
+        "fetch_cifar10", "fetch_bsds300", "train_classifier", "train_sr", "evaluate", "export_onnx", "dream_gallery",
+    }  # fmt: skip
 
     for out in (
         "data/cifar10/cifar-10-batches-bin/test_batch.bin", "data/bsds300/BSDS300/images/test",
         "models/classifier.pt", "models/sr_x3.pt", "models/classifier.onnx", "models/sr_x3.onnx",
-        "plots/confusion.csv", "plots/sr_comparison.png",
+        "plots/confusion.csv", "plots/sr_comparison.png", "plots/dream_gallery.png",
         "dvclive/classifier/plots/metrics/test_acc.tsv", "dvclive/sr/plots/metrics/train_psnr.tsv",
     ):  # fmt: skip
         assert (repo / out).exists(), out
@@ -124,7 +127,7 @@ def test_a_param_change_reruns_only_what_depends_on_it_and_shows_in_diffs(repo: 
     _git(repo, "commit", "-qm", "run 1")
 
     _edit_params(repo, {"classifier": {"epochs": 3}})
-    assert _ran(_dvc(repo, "repro")) == {"train_classifier", "evaluate", "export_onnx"}
+    assert _ran(_dvc(repo, "repro")) == {"train_classifier", "evaluate", "export_onnx", "dream_gallery"}
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "run 2")
 
@@ -137,7 +140,7 @@ def test_a_param_change_reruns_only_what_depends_on_it_and_shows_in_diffs(repo: 
     assert "train_loss" in live
 
     plots = json.loads(_dvc(repo, "plots", "show", "--json").stdout)
-    assert {"plots/confusion.csv", "plots/sr_comparison.png"} <= set(plots["data"])
+    assert {"plots/confusion.csv", "plots/sr_comparison.png", "plots/dream_gallery.png"} <= set(plots["data"])
 
 
 def test_export_outside_tolerance_fails_and_leaves_no_onnx(repo: Path) -> None:
