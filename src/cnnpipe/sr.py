@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,11 +29,69 @@ def bicubic_upscale(lr_uint8: torch.Tensor, scale: int) -> torch.Tensor:
     return to_uint8(resize_bicubic(to_float(lr_uint8), (h * scale, w * scale)))
 
 
-@torch.no_grad()
 def model_upscale(model: nn.Module, lr_uint8: torch.Tensor, scale: int) -> torch.Tensor:
-    """uint8 N×3×h×w RGB → uint8 N×3×(h·s)×(w·s): Y from the model, Cb/Cr bicubic."""
-    h, w = lr_uint8.shape[-2:]
-    ycc_lr = rgb_to_ycbcr(to_float(lr_uint8))
-    y = model(ycc_lr[:, :1]).clamp(0, 1)
-    ycc_up = resize_bicubic(ycc_lr, (h * scale, w * scale))
-    return to_uint8(ycbcr_to_rgb(torch.cat([y, ycc_up[:, 1:]], dim=1)).clamp(0, 1))
+    """uint8 N×3×h×w RGB → uint8 N×3×(h·s)×(w·s) through :func:`upscale` (the serving path too)."""
+    images = [upscale(img.permute(1, 2, 0).numpy(), scale, torch_luma(model), tile=1 << 16) for img in lr_uint8]
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+
+
+LumaModel = Callable[[np.ndarray], np.ndarray]
+"""float32 N×1×h×w luma in [0, 1] → N×1×(h·s)×(w·s); a torch module or an ONNX Runtime session."""
+
+
+def torch_luma(model: nn.Module) -> LumaModel:
+    def run(y: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(y)).numpy()
+
+    return run
+
+
+def upscale_luma_tiled(y: np.ndarray, scale: int, luma: LumaModel, tile: int = 256, overlap: int = 8) -> np.ndarray:
+    """Run ``luma`` on an h×w plane tile by tile; output (h·s)×(w·s), equal to one untiled call.
+
+    Each tile is cut with ``overlap`` extra LR pixels of real context on every side (fewer at the
+    image border, exactly like the untiled call sees it) and only its centre is kept, so as long
+    as ``overlap`` covers the network's receptive-field radius there are no seams at all.
+    """
+    h, w = y.shape
+    out = np.empty((h * scale, w * scale), dtype=np.float32)
+    for top in range(0, h, tile):
+        for left in range(0, w, tile):
+            bottom, right = min(top + tile, h), min(left + tile, w)
+            t0, l0 = max(top - overlap, 0), max(left - overlap, 0)
+            t1, l1 = min(bottom + overlap, h), min(right + overlap, w)
+            result = luma(np.ascontiguousarray(y[None, None, t0:t1, l0:l1], dtype=np.float32))[0, 0]
+            dt, dl = (top - t0) * scale, (left - l0) * scale
+            out[top * scale : bottom * scale, left * scale : right * scale] = result[
+                dt : dt + (bottom - top) * scale, dl : dl + (right - left) * scale
+            ]
+    return out
+
+
+def upscale(image: np.ndarray, scale: int, luma: LumaModel, tile: int = 256, overlap: int = 8) -> np.ndarray:
+    """Super-resolve a uint8 image of any size: H×W (grey), H×W×3 (RGB) or H×W×4 (RGBA).
+
+    Luma goes through the model (tiled, so memory is bounded by ``tile``, not the image);
+    chroma and alpha are upscaled bicubically. The output has the input's layout, ×``scale``.
+    """
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise ValueError(f"expected uint8 H×W, H×W×3 or H×W×4, got {image.dtype} {image.shape}")
+    grey = image.ndim == 2
+    rgb = np.repeat(image[..., None], 3, axis=2) if grey else image[..., :3]
+    alpha = image[..., 3] if image.ndim == 3 and image.shape[2] == 4 else None
+    h, w = rgb.shape[:2]
+    ycc = rgb_to_ycbcr(to_float(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]))
+    y = np.clip(upscale_luma_tiled(ycc[0, 0].numpy(), scale, luma, tile, overlap), 0.0, 1.0)
+    size = (h * scale, w * scale)
+    if grey:
+        # Y of a grey image is an affine map of its value, so invert it directly (no chroma).
+        up = torch.from_numpy(y).sub(16 / 255).mul(255 / 219)[None, None]
+        return to_uint8(up.clamp(0, 1))[0, 0].numpy()
+    chroma = resize_bicubic(ycc[:, 1:], size)
+    out = to_uint8(ycbcr_to_rgb(torch.cat([torch.from_numpy(y)[None, None], chroma], dim=1)).clamp(0, 1))
+    out = out[0].permute(1, 2, 0).numpy()
+    if alpha is not None:
+        a = to_uint8(resize_bicubic(to_float(torch.from_numpy(alpha)[None, None]), size).clamp(0, 1))[0, 0].numpy()
+        out = np.dstack([out, a])
+    return np.ascontiguousarray(out)

@@ -1,0 +1,75 @@
+"""The library's `upscale`: any layout, tiled without seams, alpha and greyscale preserved."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cnnpipe.nets import ESPCN
+from cnnpipe.sr import model_upscale, torch_luma, upscale, upscale_luma_tiled
+
+
+@pytest.fixture(scope="module")
+def luma():  # noqa: ANN201
+    torch.manual_seed(0)
+    net = ESPCN(scale=3, channels=16).eval()
+    with torch.no_grad():  # make the untrained net non-trivial so seams would show
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return net
+
+
+def _image(h: int, w: int, c: int | None = 3) -> np.ndarray:
+    shape = (h, w) if c is None else (h, w, c)
+    return np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_tiled_luma_equals_untiled(luma) -> None:  # noqa: ANN001
+    y = np.random.default_rng(0).random((70, 53), dtype=np.float32)
+    whole = torch_luma(luma)(y[None, None])[0, 0]
+    tiled = upscale_luma_tiled(y, 3, torch_luma(luma), tile=16, overlap=8)
+    assert tiled.shape == whole.shape
+    assert np.abs(tiled - whole).max() < 1e-5
+
+
+def test_tiled_rgb_output_matches_untiled_within_one_level(luma) -> None:  # noqa: ANN001
+    image = _image(61, 47)
+    untiled = upscale(image, 3, torch_luma(luma), tile=1024)
+    tiled = upscale(image, 3, torch_luma(luma), tile=20, overlap=8)
+    assert untiled.shape == (183, 141, 3)
+    assert np.abs(tiled.astype(int) - untiled.astype(int)).max() <= 1
+
+
+def test_too_little_overlap_shows_seams(luma) -> None:  # noqa: ANN001
+    y = np.random.default_rng(0).random((64, 64), dtype=np.float32)
+    whole = torch_luma(luma)(y[None, None])[0, 0]
+    seamy = upscale_luma_tiled(y, 3, torch_luma(luma), tile=16, overlap=0)
+    assert np.abs(seamy - whole).max() > 1e-3  # the overlap is what makes tiling exact
+
+
+def test_rgb_upscale_agrees_with_the_evaluation_path(luma) -> None:  # noqa: ANN001
+    image = _image(30, 40)
+    ours = upscale(image, 3, torch_luma(luma))
+    reference = model_upscale(luma, torch.from_numpy(image).permute(2, 0, 1)[None], 3)[0].permute(1, 2, 0).numpy()
+    assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 1
+
+
+def test_rgba_keeps_alpha_and_grey_stays_grey(luma) -> None:  # noqa: ANN001
+    rgba = _image(12, 9, 4)
+    rgba[..., 3] = 200
+    out = upscale(rgba, 3, torch_luma(luma))
+    assert out.shape == (36, 27, 4) and (out[..., 3] == 200).all()
+
+    grey = _image(12, 9, None)
+    out = upscale(grey, 3, torch_luma(luma))
+    assert out.shape == (36, 27) and out.dtype == np.uint8
+
+
+def test_a_one_pixel_image(luma) -> None:  # noqa: ANN001
+    assert upscale(_image(1, 1), 3, torch_luma(luma)).shape == (3, 3, 3)
+
+
+def test_bad_layout_is_refused(luma) -> None:  # noqa: ANN001
+    with pytest.raises(ValueError, match="expected uint8"):
+        upscale(np.zeros((4, 4, 2), np.uint8), 3, torch_luma(luma))
