@@ -1,11 +1,31 @@
-"""The inference core: ONNX Runtime sessions, shared by the pipeline, HTTP and gRPC serving."""
+"""The inference core: one object that loads the exported models once and answers classify,
+super-resolve and DeepDream requests from raw upload bytes. The BentoML HTTP service and the
+gRPC server are thin adapters around it, so validation, pre- and post-processing exist once.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import onnxruntime as ort
 import torch
+import torch.nn.functional as F
+
+from cnnpipe import __version__
+from cnnpipe.errors import CnnpipeError
+from cnnpipe.imagecodec import DecodedImage, RequestError, decode_image, encode_png
+
+CLASSIFIER_FILE = "classifier.onnx"
+
+
+class ModelsMissing(CnnpipeError):
+    """The exported models are not where the server was told to look."""
 
 
 def providers() -> list[str]:
@@ -20,5 +40,216 @@ def ort_session(path: Path, threads: int = 0) -> ort.InferenceSession:
     """An InferenceSession for ``path``; ``threads`` = 0 lets ONNX Runtime pick."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=options, providers=providers())
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _metadata(session: ort.InferenceSession) -> dict[str, Any]:
+    raw = session.get_modelmeta().custom_metadata_map
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits; every one is enforced with a 4xx / gRPC status and a message."""
+
+    max_upload_bytes: int = 32 * 1024 * 1024
+    max_pixels: int = 4096 * 4096  # decoded input image
+    sr_max_output_pixels: int = 4096 * 4096  # 1920×1080 ×2 fits
+    dream_sync_max_pixels: int = 320 * 320
+    dream_sync_max_steps: int = 60  # octaves × steps
+    dream_task_max_pixels: int = 1024 * 1024
+    dream_task_max_steps: int = 400
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        """Override any field with ``CNNPIPE_<FIELD>`` (e.g. CNNPIPE_MAX_PIXELS=1000000)."""
+        values = {}
+        for name in cls.__dataclass_fields__:
+            raw = os.environ.get(f"CNNPIPE_{name.upper()}")
+            if raw is not None:
+                values[name] = int(raw)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    file: str
+    sha256: str
+
+    @property
+    def version(self) -> str:
+        return self.sha256[:12]
+
+
+class InferenceCore:
+    """Loads ``models_dir``'s ONNX exports (and the classifier checkpoint for DeepDream) once."""
+
+    def __init__(
+        self, models_dir: Path, threads: int = 0, limits: Limits | None = None, dream_backbone: str = "classifier"
+    ) -> None:
+        self.models_dir = Path(models_dir)
+        self.limits = limits or Limits()
+        classifier_path = self.models_dir / CLASSIFIER_FILE
+        sr_paths = sorted(self.models_dir.glob("sr_x*.onnx"))
+        if not classifier_path.is_file() or not sr_paths:
+            missing = CLASSIFIER_FILE if not classifier_path.is_file() else "sr_x{scale}.onnx"
+            raise ModelsMissing(
+                f"no {missing} in {self.models_dir.resolve()}: build the models with `dvc repro export_onnx` "
+                "(or fetch them with `dvc pull`), or point CNNPIPE_MODELS_DIR at a folder holding them"
+            )
+        self.classifier = ort_session(classifier_path, threads)
+        meta = _metadata(self.classifier)
+        self.classes: list[str] = list(meta.get("classes", []))
+        self.input_size = int(self.classifier.get_inputs()[0].shape[-1])
+        self.models = [ModelInfo("classifier", classifier_path.name, _sha256(classifier_path))]
+        self.sr: dict[int, ort.InferenceSession] = {}
+        for path in sr_paths:
+            session = ort_session(path, threads)
+            scale = int(_metadata(session).get("scale", path.stem.removeprefix("sr_x")))
+            self.sr[scale] = session
+            self.models.append(ModelInfo(f"sr_x{scale}", path.name, _sha256(path)))
+        self.dream_backbone_name = dream_backbone
+        self._backbone = None  # loaded on first DeepDream request (PyTorch)
+
+    # ------------------------------------------------------------------ metadata
+
+    def metadata(self) -> dict[str, Any]:
+        from cnnpipe.backbones import DEFAULT_LAYER
+
+        return {
+            "classes": self.classes,
+            "scales": sorted(self.sr),
+            "models": [{"name": m.name, "file": m.file, "sha256": m.sha256, "version": m.version} for m in self.models],
+            "cnnpipe_version": __version__,
+            "dream_backbone": self.dream_backbone_name,
+            "dream_default_layer": DEFAULT_LAYER.get(self.dream_backbone_name, ""),
+            "limits": self.limits.__dict__,
+        }
+
+    # ------------------------------------------------------------------ decoding
+
+    def decode(self, data: bytes, max_pixels: int | None = None) -> DecodedImage:
+        if len(data) > self.limits.max_upload_bytes:
+            raise RequestError("too_large", f"upload is {len(data)} bytes; the limit is {self.limits.max_upload_bytes}")
+        return decode_image(data, max_pixels or self.limits.max_pixels)
+
+    # ------------------------------------------------------------------ classify
+
+    def classifier_input(self, image: DecodedImage) -> np.ndarray:
+        """Centre square crop, then antialiased bilinear resize to the model's input (32×32).
+
+        CIFAR-10 images are whole scenes at 32×32, so the crop keeps the aspect ratio and the
+        antialiasing keeps large photos from aliasing; RGB in [0, 1], 3×32×32 float32.
+        """
+        h, w = image.height, image.width
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        square = torch.from_numpy(image.rgb[top : top + side, left : left + side]).permute(2, 0, 1)[None].float()
+        size = self.input_size
+        x = F.interpolate(square, size=(size, size), mode="bilinear", antialias=side > size, align_corners=False)
+        return (x.clamp(0, 255) / 255.0)[0].numpy().astype(np.float32)
+
+    def classify_arrays(self, batch: np.ndarray, top_k: int = 5) -> list[dict[str, Any]]:
+        """N×3×H×W float32 inputs → one result per row (one ONNX Runtime call for the batch)."""
+        logits = self.classifier.run(None, {"input": np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        logits = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        k = max(1, min(top_k, len(self.classes)))
+        results = []
+        for row in probs:
+            order = np.argsort(-row)[:k]
+            results.append(
+                {
+                    "label": self.classes[int(order[0])],
+                    "index": int(order[0]),
+                    "top_k": [
+                        {"label": self.classes[int(i)], "index": int(i), "probability": float(row[i])} for i in order
+                    ],
+                    "model_version": self.models[0].version,
+                }
+            )
+        return results
+
+    def classify(self, uploads: list[bytes], top_k: int = 5) -> list[dict[str, Any]]:
+        """Classify several uploads in one batch; a bad upload raises before any inference."""
+        inputs = [self.classifier_input(self.decode(data)) for data in uploads]
+        return self.classify_arrays(np.stack(inputs), top_k) if inputs else []
+
+    # ------------------------------------------------------------------ super-resolution
+
+    def _luma(self, scale: int):
+        session = self.sr[scale]
+        return lambda y: session.run(None, {"input": y})[0]
+
+    def super_resolve(self, data: bytes, scale: int) -> tuple[bytes, int, int]:
+        """Upload → (PNG bytes, width, height) upscaled ×``scale``; RGBA and greyscale kept."""
+        from cnnpipe.sr import upscale
+
+        if scale not in self.sr:
+            raise RequestError("unprocessable", f"scale {scale} is not available; choose one of {sorted(self.sr)}")
+        image = self.decode(data, max_pixels=self.limits.sr_max_output_pixels // (scale * scale))
+        if image.grey:
+            pixels = image.rgb[..., 0]
+            layout = pixels if image.alpha is None else np.dstack([np.repeat(pixels[..., None], 3, 2), image.alpha])
+        else:
+            layout = image.rgb if image.alpha is None else np.dstack([image.rgb, image.alpha])
+        out = upscale(layout, scale, self._luma(scale))
+        if out.ndim == 2:
+            png = encode_png(out[..., None], grey=True)
+        else:
+            alpha = out[..., 3] if out.shape[-1] == 4 else None
+            png = encode_png(out[..., :3], alpha, grey=image.grey)
+        return png, out.shape[1], out.shape[0]
+
+    # ------------------------------------------------------------------ DeepDream
+
+    def backbone(self):
+        if self._backbone is None:
+            from cnnpipe.backbones import load_backbone
+
+            self._backbone = load_backbone(
+                self.dream_backbone_name, torch.device("cuda" if torch.cuda.is_available() else "cpu"),
+                classifier_checkpoint=self.models_dir / "classifier.pt", download=False,
+            )  # fmt: skip
+        return self._backbone
+
+    def deepdream(self, data: bytes, options: dict[str, Any], task: bool = False, progress: Any = None) -> bytes:
+        """Upload + dream options → PNG. ``task`` selects the larger limits of the task endpoint."""
+        from cnnpipe.backbones import DEFAULT_LAYER, BackboneError
+        from cnnpipe.dream import DreamError, DreamParams, dream
+
+        max_pixels = self.limits.dream_task_max_pixels if task else self.limits.dream_sync_max_pixels
+        max_steps = self.limits.dream_task_max_steps if task else self.limits.dream_sync_max_steps
+        image = self.decode(data, max_pixels=max_pixels)
+        layers = options.get("layers") or [DEFAULT_LAYER.get(self.dream_backbone_name, "")]
+        try:
+            params = DreamParams(
+                layers={str(name): 1.0 for name in layers},
+                octaves=int(options.get("octaves") or 3),
+                octave_scale=float(options.get("octave_scale") or 1.4),
+                steps=int(options.get("steps") or 10),
+                lr=float(options.get("lr") or 0.02),
+                jitter=int(options.get("jitter") or 0),
+                seed=int(options.get("seed") or 0),
+                max_pixels=max_pixels,
+                max_total_steps=max_steps,
+            )
+            out = dream(image.rgb, self.backbone(), params, progress=progress)
+        except (DreamError, BackboneError) as exc:
+            raise RequestError("unprocessable", str(exc)) from None
+        except (TypeError, ValueError) as exc:
+            raise RequestError("unprocessable", f"bad DeepDream option: {exc}") from None
+        return encode_png(out, image.alpha)
