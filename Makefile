@@ -12,7 +12,7 @@ SAMPLE_DIR := data/sample
 # The demo trains for real, on the generated sample, in a few minutes on 2 CPU cores.
 DEMO_SET := -S classifier.epochs=8 -S sr.epochs=15 -S sr.patches_per_epoch=4096
 
-.PHONY: venv demo test lint format clean-venv
+.PHONY: venv demo test lint format proto clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ lint: venv
 format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## proto: regenerate the gRPC stubs in src/cnnpipe/v1/ from serving/proto/
+proto: venv
+	$(BIN)/python -m grpc_tools.protoc -I serving/proto --python_out=src --pyi_out=src --grpc_python_out=src \
+	  serving/proto/cnnpipe/v1/inference.proto
 
 clean-venv:
 	rm -rf $(VENV)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 from pathlib import Path
 
@@ -66,6 +67,22 @@ def dream_command(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}")
 
 
+def serve_grpc_command(args: argparse.Namespace) -> None:
+    from cnnpipe.grpc_server import serve
+    from cnnpipe.inference import InferenceCore, Limits
+
+    torch_threads(args.threads)
+    core = InferenceCore(Path(args.models), threads=args.threads, limits=Limits.from_env())
+    serve(core, args.host, args.port, args.workers, args.max_message_mb * 1024 * 1024)
+
+
+def torch_threads(threads: int) -> None:
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnpipe", description=__doc__)
     parser.add_argument("--version", action="version", version=f"cnnpipe {__version__}")
@@ -107,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--classifier", default="models/classifier.pt", help="checkpoint for --backbone classifier")
     d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     d.set_defaults(func=dream_command)
+
+    g = sub.add_parser("serve-grpc", help="serve the cnnpipe.v1.Inference gRPC API from the exported models")
+    g.add_argument("--models", default=os.environ.get("CNNPIPE_MODELS_DIR", "models"), help="folder of *.onnx")
+    g.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for all interfaces)")
+    g.add_argument("--port", type=int, default=50051, help="0 picks a free port")
+    g.add_argument("--workers", type=int, default=8, help="concurrent RPCs")
+    g.add_argument("--threads", type=int, default=0, help="ONNX Runtime / torch threads (0 = all cores)")
+    g.add_argument("--max-message-mb", type=int, default=32, help="largest request accepted")
+    g.set_defaults(func=serve_grpc_command)
     return parser
 
 
