@@ -17,7 +17,9 @@ from cnnpipe.sample_data import write_archives
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
-REPO = Path(__file__).resolve().parents[1]
+from .pipeline import REPO, dvc, tiny_pipeline_repo
+
+__all__ = ["REPO"]
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +60,11 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def served_models(tmp_path_factory: pytest.TempPathFactory, tiny_archives) -> Path:
+    """models/ of a real tiny `dvc repro export_onnx` run: ONNX exports plus the classifier checkpoint."""
+    repo = tiny_pipeline_repo(tmp_path_factory.mktemp("served"), tiny_archives)
+    dvc(repo, "repro", "export_onnx")
+    return repo / "models"

@@ -3,79 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from cnnpipe import cifar10
 
-from .conftest import REPO
+from .pipeline import TINY, tiny_pipeline_repo
+from .pipeline import dvc as _dvc
+from .pipeline import edit_params as _edit_params
+from .pipeline import git as _git
 
 pytestmark = pytest.mark.slow
-
-TINY = {
-    "classifier": {"width": 8, "epochs": 2, "batch_size": 64, "lr": 0.2},
-    "sr": {"channels": 16, "patch_size": 12, "patches_per_epoch": 256, "batch_size": 32, "epochs": 2},
-    "evaluate": {"sr_examples": 2, "sr_crop": 48},
-    "dream_gallery": {"images": 2, "size": 32, "layers": ["features.1", "features.3"], "octaves": 2, "steps": 2},
-}
-
-
-def _copy_repo(dest: Path) -> None:
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, check=True,
-    ).stdout.decode().split("\0")  # fmt: skip
-    for rel in filter(None, listed):
-        if (REPO / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, dest / rel)
-
-
-def _edit_params(repo: Path, changes: dict) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    for section, values in changes.items():
-        params[section].update(values)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, tiny_archives) -> Path:
-    root = tmp_path_factory.mktemp("pipeline")
-    _copy_repo(root)
-    data = {name: {"url": str(path), "md5": md5} for name, (path, md5) in tiny_archives.items()}
-    _edit_params(root, {"data": data, **TINY})
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "tiny params"]):
-        _git(root, *args)
-    return root
-
-
-def _env(repo: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": f"{repo}{os.pathsep}{repo / 'src'}",
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-    }  # fmt: skip
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, env=_env(repo), capture_output=True, text=True, check=True).stdout
-
-
-def _dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", *args], cwd=repo, env=_env(repo), capture_output=True, text=True
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+    return tiny_pipeline_repo(tmp_path_factory.mktemp("pipeline"), tiny_archives)
 
 
 def _ran(result: subprocess.CompletedProcess[str]) -> set[str]:

@@ -11,7 +11,7 @@ from cnnpipe.sr import model_upscale, torch_luma, upscale, upscale_luma_tiled
 
 
 @pytest.fixture(scope="module")
-def luma():  # noqa: ANN201
+def luma():
     torch.manual_seed(0)
     net = ESPCN(scale=3, channels=16).eval()
     with torch.no_grad():  # make the untrained net non-trivial so seams would show
@@ -25,7 +25,7 @@ def _image(h: int, w: int, c: int | None = 3) -> np.ndarray:
     return np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
 
 
-def test_tiled_luma_equals_untiled(luma) -> None:  # noqa: ANN001
+def test_tiled_luma_equals_untiled(luma) -> None:
     y = np.random.default_rng(0).random((70, 53), dtype=np.float32)
     whole = torch_luma(luma)(y[None, None])[0, 0]
     tiled = upscale_luma_tiled(y, 3, torch_luma(luma), tile=16, overlap=8)
@@ -33,7 +33,7 @@ def test_tiled_luma_equals_untiled(luma) -> None:  # noqa: ANN001
     assert np.abs(tiled - whole).max() < 1e-5
 
 
-def test_tiled_rgb_output_matches_untiled_within_one_level(luma) -> None:  # noqa: ANN001
+def test_tiled_rgb_output_matches_untiled_within_one_level(luma) -> None:
     image = _image(61, 47)
     untiled = upscale(image, 3, torch_luma(luma), tile=1024)
     tiled = upscale(image, 3, torch_luma(luma), tile=20, overlap=8)
@@ -41,21 +41,21 @@ def test_tiled_rgb_output_matches_untiled_within_one_level(luma) -> None:  # noq
     assert np.abs(tiled.astype(int) - untiled.astype(int)).max() <= 1
 
 
-def test_too_little_overlap_shows_seams(luma) -> None:  # noqa: ANN001
+def test_too_little_overlap_shows_seams(luma) -> None:
     y = np.random.default_rng(0).random((64, 64), dtype=np.float32)
     whole = torch_luma(luma)(y[None, None])[0, 0]
     seamy = upscale_luma_tiled(y, 3, torch_luma(luma), tile=16, overlap=0)
     assert np.abs(seamy - whole).max() > 1e-3  # the overlap is what makes tiling exact
 
 
-def test_rgb_upscale_agrees_with_the_evaluation_path(luma) -> None:  # noqa: ANN001
+def test_rgb_upscale_agrees_with_the_evaluation_path(luma) -> None:
     image = _image(30, 40)
     ours = upscale(image, 3, torch_luma(luma))
     reference = model_upscale(luma, torch.from_numpy(image).permute(2, 0, 1)[None], 3)[0].permute(1, 2, 0).numpy()
     assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 1
 
 
-def test_rgba_keeps_alpha_and_grey_stays_grey(luma) -> None:  # noqa: ANN001
+def test_rgba_keeps_alpha_and_grey_stays_grey(luma) -> None:
     rgba = _image(12, 9, 4)
     rgba[..., 3] = 200
     out = upscale(rgba, 3, torch_luma(luma))
@@ -66,10 +66,10 @@ def test_rgba_keeps_alpha_and_grey_stays_grey(luma) -> None:  # noqa: ANN001
     assert out.shape == (36, 27) and out.dtype == np.uint8
 
 
-def test_a_one_pixel_image(luma) -> None:  # noqa: ANN001
+def test_a_one_pixel_image(luma) -> None:
     assert upscale(_image(1, 1), 3, torch_luma(luma)).shape == (3, 3, 3)
 
 
-def test_bad_layout_is_refused(luma) -> None:  # noqa: ANN001
+def test_bad_layout_is_refused(luma) -> None:
     with pytest.raises(ValueError, match="expected uint8"):
         upscale(np.zeros((4, 4, 2), np.uint8), 3, torch_luma(luma))

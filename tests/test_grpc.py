@@ -1,0 +1,165 @@
+"""The gRPC server as a real process on 127.0.0.1, called through the generated stubs."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from PIL import Image
+
+from cnnpipe.inference import InferenceCore
+from cnnpipe.v1 import inference_pb2 as pb
+from cnnpipe.v1 import inference_pb2_grpc as pb_grpc
+
+from .images import BAD, GOOD, encode, photo
+from .servers import grpc_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def address(served_models):
+    with grpc_server(served_models, "--max-message-mb", "2", "--threads", "1") as addr:
+        yield addr
+
+
+@pytest.fixture(scope="module")
+def stub(address: str) -> pb_grpc.InferenceStub:
+    return pb_grpc.InferenceStub(grpc.insecure_channel(address))
+
+
+@pytest.fixture(scope="module")
+def core(served_models) -> InferenceCore:
+    return InferenceCore(served_models, threads=1)
+
+
+def test_health_and_reflection(address: str) -> None:
+    channel = grpc.insecure_channel(address)
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "cnnpipe.v1.Inference"):
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(service=service)).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
+    services = ProtoReflectionDescriptorDatabase(channel).get_services()
+    assert "cnnpipe.v1.Inference" in services and "grpc.health.v1.Health" in services
+
+
+def test_metadata(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:
+    meta = stub.GetMetadata(pb.GetMetadataRequest())
+    assert list(meta.classes) == core.classes and list(meta.scales) == [3]
+    assert {m.name for m in meta.models} == {"classifier", "sr_x3"} and all(len(m.sha256) == 64 for m in meta.models)
+
+
+def test_classify_equals_in_process(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:
+    image = GOOD["jpeg"]
+    remote = stub.Classify(pb.ClassifyRequest(image=image, top_k=3))
+    local = core.classify([image], top_k=3)[0]
+    assert (remote.label, remote.index, remote.model_version) == (
+        local["label"],
+        local["index"],
+        local["model_version"],
+    )
+    assert [p.probability for p in remote.top_k] == pytest.approx([p["probability"] for p in local["top_k"]], abs=1e-6)
+
+
+def test_super_resolve_equals_in_process(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:
+    image = GOOD["rgb png"]
+    remote = stub.SuperResolve(pb.SuperResolveRequest(image=image, scale=3))
+    local_png, width, height = core.super_resolve(image, 3)
+    assert (remote.width, remote.height) == (width, height) == (168, 120)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(remote.png))), np.asarray(Image.open(io.BytesIO(local_png))))
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_awkward_but_valid_images_are_served(stub: pb_grpc.InferenceStub, name: str) -> None:
+    assert stub.Classify(pb.ClassifyRequest(image=GOOD[name])).label
+    result = stub.SuperResolve(pb.SuperResolveRequest(image=GOOD[name], scale=3))
+    out = Image.open(io.BytesIO(result.png))
+    source = Image.open(io.BytesIO(GOOD[name]))
+    assert out.size == (source.size[0] * 3, source.size[1] * 3)
+    if name == "rgba png":
+        assert out.mode == "RGBA"
+    if name in ("greyscale png", "16-bit png"):
+        assert out.mode == "L"
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_uploads_get_a_status_and_a_message(stub: pb_grpc.InferenceStub, name: str) -> None:
+    data, kind, message = BAD[name]
+    expected = {"invalid": grpc.StatusCode.INVALID_ARGUMENT, "too_large": grpc.StatusCode.RESOURCE_EXHAUSTED}[kind]
+    for call in (
+        lambda: stub.Classify(pb.ClassifyRequest(image=data)),
+        lambda: stub.SuperResolve(pb.SuperResolveRequest(image=data, scale=3)),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() == expected and message in err.value.details()
+
+
+def test_unknown_scale_and_bad_dream_params(stub: pb_grpc.InferenceStub) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        stub.SuperResolve(pb.SuperResolveRequest(image=GOOD["rgb png"], scale=7))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "choose one of [3]" in err.value.details()
+    for request, text in (
+        (pb.DeepDreamRequest(image=GOOD["rgb png"], octaves=50, steps=50), "more than the limit"),
+        (pb.DeepDreamRequest(image=GOOD["rgb png"], layers=["nope"]), "no layer 'nope'"),
+        (pb.DeepDreamRequest(image=GOOD["rgb png"], lr=5.0), "lr must be"),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            list(stub.DeepDream(request))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and text in err.value.details()
+
+
+def test_oversized_message_is_refused(stub: pb_grpc.InferenceStub) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Classify(pb.ClassifyRequest(image=b"\0" * (3 * 1024 * 1024)))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_deepdream_streams_progress_then_the_image(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:
+    request = pb.DeepDreamRequest(image=GOOD["rgb png"], layers=["features.3"], octaves=2, steps=3, seed=1)
+    updates = list(stub.DeepDream(request))
+    fractions = [u.progress.fraction for u in updates[:-1]]
+    assert all(u.WhichOneof("update") == "progress" for u in updates[:-1]) and len(fractions) == 6
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert updates[-1].WhichOneof("update") == "png"
+    remote = np.asarray(Image.open(io.BytesIO(updates[-1].png)))
+    local = np.asarray(
+        Image.open(
+            io.BytesIO(
+                core.deepdream(
+                    GOOD["rgb png"], {"layers": ["features.3"], "octaves": 2, "steps": 3, "seed": 1}, task=True
+                )
+            )
+        )
+    )
+    assert remote.shape == (40, 56, 3)
+    assert np.abs(remote.astype(int) - local.astype(int)).mean() < 1.0
+
+
+def test_a_second_concurrent_dream_is_turned_away(stub: pb_grpc.InferenceStub) -> None:
+    long = pb.DeepDreamRequest(image=encode(Image.fromarray(photo(96, 96))), octaves=4, steps=100)
+    first = stub.DeepDream(long)
+    next(first)  # the first dream is running
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.DeepDream(pb.DeepDreamRequest(image=GOOD["rgb png"], octaves=1, steps=1)))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    first.cancel()
+
+
+def test_concurrent_classify_calls_agree(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:
+    images = [encode(Image.fromarray(photo(32, 32, seed=i))) for i in range(24)]
+    with ThreadPoolExecutor(8) as pool:
+        remote = list(pool.map(lambda b: stub.Classify(pb.ClassifyRequest(image=b)).index, images))
+    assert remote == [r["index"] for r in core.classify(images)]
+
+
+def test_server_is_still_healthy_after_all_that(address: str) -> None:
+    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(address))
+    assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
