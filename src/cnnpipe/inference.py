@@ -60,6 +60,20 @@ def _metadata(session: ort.InferenceSession) -> dict[str, Any]:
     return out
 
 
+def classifier_input(image: DecodedImage, size: int) -> np.ndarray:
+    """Centre square crop, then antialiased bilinear resize to the model's input (size×size).
+
+    CIFAR-10 images are whole scenes at 32×32, so the crop keeps the aspect ratio and the
+    antialiasing keeps large photos from aliasing. Returns RGB in [0, 1], 3×size×size float32.
+    """
+    h, w = image.height, image.width
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = torch.from_numpy(image.rgb[top : top + side, left : left + side]).permute(2, 0, 1)[None].float()
+    x = F.interpolate(square, size=(size, size), mode="bilinear", antialias=side > size, align_corners=False)
+    return (x.clamp(0, 255) / 255.0)[0].numpy().astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Limits:
     """Request limits; every one is enforced with a 4xx / gRPC status and a message."""
@@ -71,6 +85,12 @@ class Limits:
     dream_sync_max_steps: int = 60  # octaves × steps
     dream_task_max_pixels: int = 1024 * 1024
     dream_task_max_steps: int = 400
+
+    def decode(self, data: bytes, max_pixels: int | None = None) -> DecodedImage:
+        """Size-checked :func:`decode_image` (``max_pixels`` defaults to ``self.max_pixels``)."""
+        if len(data) > self.max_upload_bytes:
+            raise RequestError("too_large", f"upload is {len(data)} bytes; the limit is {self.max_upload_bytes}")
+        return decode_image(data, max_pixels or self.max_pixels)
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -148,20 +168,6 @@ class InferenceCore:
 
     # ------------------------------------------------------------------ classify
 
-    def classifier_input(self, image: DecodedImage) -> np.ndarray:
-        """Centre square crop, then antialiased bilinear resize to the model's input (32×32).
-
-        CIFAR-10 images are whole scenes at 32×32, so the crop keeps the aspect ratio and the
-        antialiasing keeps large photos from aliasing; RGB in [0, 1], 3×32×32 float32.
-        """
-        h, w = image.height, image.width
-        side = min(h, w)
-        top, left = (h - side) // 2, (w - side) // 2
-        square = torch.from_numpy(image.rgb[top : top + side, left : left + side]).permute(2, 0, 1)[None].float()
-        size = self.input_size
-        x = F.interpolate(square, size=(size, size), mode="bilinear", antialias=side > size, align_corners=False)
-        return (x.clamp(0, 255) / 255.0)[0].numpy().astype(np.float32)
-
     def classify_arrays(self, batch: np.ndarray, top_k: int = 5) -> list[dict[str, Any]]:
         """N×3×H×W float32 inputs → one result per row (one ONNX Runtime call for the batch)."""
         logits = self.classifier.run(None, {"input": np.ascontiguousarray(batch, dtype=np.float32)})[0]
@@ -183,9 +189,13 @@ class InferenceCore:
             )
         return results
 
+    def classifier_input(self, data: bytes) -> np.ndarray:
+        """Validate an upload and turn it into the classifier's input (see :func:`classifier_input`)."""
+        return classifier_input(self.decode(data), self.input_size)
+
     def classify(self, uploads: list[bytes], top_k: int = 5) -> list[dict[str, Any]]:
         """Classify several uploads in one batch; a bad upload raises before any inference."""
-        inputs = [self.classifier_input(self.decode(data)) for data in uploads]
+        inputs = [self.classifier_input(data) for data in uploads]
         return self.classify_arrays(np.stack(inputs), top_k) if inputs else []
 
     # ------------------------------------------------------------------ super-resolution
