@@ -22,6 +22,8 @@ import numpy as np
 from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
 from pydantic import AfterValidator
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from cnnpipe.errors import CnnpipeError
@@ -84,6 +86,55 @@ def _set_progress(task_id: str, **state: Any) -> None:
             _progress.popitem(last=False)
 
 
+class UploadGuard:
+    """ASGI middleware for what BentoML would answer with a 500: oversized bodies (→ 413) and
+    multipart requests whose file is not in the ``image`` field (→ 400)."""
+
+    def __init__(self, app: Any, max_upload_bytes: int) -> None:
+        self.app, self.max_upload_bytes = app, max_upload_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers", []))
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_upload_bytes + 64 * 1024:
+            message = f"request body is {int(length)} bytes; the limit is {self.max_upload_bytes}"
+            return await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
+        if not headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
+            return await self.app(scope, receive, send)
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if len(body) > self.max_upload_bytes + 64 * 1024:
+            error = f"request body is {len(body)} bytes; the limit is {self.max_upload_bytes}"
+            return await JSONResponse({"error": error}, status_code=413)(scope, receive, send)
+
+        async def replay() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        problem = await _multipart_problem(Request(scope, replay))
+        if problem:
+            return await JSONResponse({"error": problem}, status_code=400)(scope, receive, send)
+        return await self.app(scope, replay, send)
+
+
+async def _multipart_problem(request: Request) -> str | None:
+    try:
+        form = await request.form()
+    except Exception as exc:  # malformed multipart; starlette raises several kinds
+        return f"malformed multipart/form-data body: {exc}"
+    files = [name for name, value in form.multi_items() if isinstance(value, UploadFile)]
+    await form.close()
+    stray = sorted(set(files) - {"image"})
+    if stray:
+        return f"unexpected file field {stray[0]!r}: send the image as the multipart field 'image'"
+    return None
+
+
 class TaskQueueLimit:
     """ASGI middleware: at most ``limit`` DeepDream tasks admitted (running or waiting); more → 429.
 
@@ -91,23 +142,16 @@ class TaskQueueLimit:
     the tasks held in memory.
     """
 
-    def __init__(self, app: Any, limit: int, max_upload_bytes: int) -> None:
-        self.app, self.limit, self.max_upload_bytes, self.admitted = app, limit, max_upload_bytes, 0
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit, self.admitted = app, limit, 0
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers", [])).get(b"content-length")
-        if length and length.isdigit() and int(length) > self.max_upload_bytes + 64 * 1024:
-            message = f"request body is {int(length)} bytes; the limit is {self.max_upload_bytes}"
-            return await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
-        if not scope["path"].endswith("/submit"):
+        if scope["type"] != "http" or not scope["path"].endswith("/submit"):
             return await self.app(scope, receive, send)
         if self.admitted >= self.limit:
             message = f"DeepDream queue is full ({self.limit} tasks); retry later"
-            return await JSONResponse({"error": message}, status_code=429, headers={"Retry-After": "10"})(
-                scope, receive, send
-            )
+            response = JSONResponse({"error": message}, status_code=429, headers={"Retry-After": "10"})
+            return await response(scope, receive, send)
         self.admitted += 1
         try:
             await self.app(scope, receive, send)
@@ -207,4 +251,5 @@ class Cnnpipe:
         return {"bytes": image.stat().st_size}
 
 
-Cnnpipe.add_asgi_middleware(TaskQueueLimit, limit=TASK_QUEUE, max_upload_bytes=LIMITS.max_upload_bytes)
+Cnnpipe.add_asgi_middleware(TaskQueueLimit, limit=TASK_QUEUE)
+Cnnpipe.add_asgi_middleware(UploadGuard, max_upload_bytes=LIMITS.max_upload_bytes)

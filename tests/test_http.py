@@ -1,0 +1,186 @@
+"""The BentoML service as a real `bentoml serve` process on 127.0.0.1, called over HTTP."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnpipe.inference import InferenceCore
+
+from .images import BAD, GOOD, encode, photo
+from .pipeline import REPO
+from .servers import bentoml_server, server_env
+
+pytestmark = pytest.mark.slow
+
+STATUS = {"invalid": 400, "too_large": 413, "unprocessable": 422}
+
+
+@pytest.fixture(scope="module")
+def base(served_models):
+    with bentoml_server(served_models, CNNPIPE_THREADS="1", CNNPIPE_DREAM_QUEUE="1") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def http(base: str):
+    with httpx.Client(base_url=base, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def core(served_models) -> InferenceCore:
+    return InferenceCore(served_models, threads=1)
+
+
+def _post(http: httpx.Client, route: str, image: bytes, **fields: object) -> httpx.Response:
+    return http.post(route, files={"image": ("upload", image)}, data={k: str(v) for k, v in fields.items()})
+
+
+def test_framework_endpoints(http: httpx.Client) -> None:
+    for path in ("/livez", "/readyz", "/metrics", "/docs.json", "/"):
+        assert http.get(path).status_code == 200, path
+    spec = http.get("/docs.json").json()
+    assert {"/classify", "/super_resolve", "/deepdream", "/deepdream_task/submit", "/metadata"} <= set(spec["paths"])
+    assert "bentoml_service_request_total" in http.get("/metrics").text or "request" in http.get("/metrics").text
+
+
+def test_metadata(http: httpx.Client, core: InferenceCore) -> None:
+    meta = http.post("/metadata", json={}).json()
+    assert meta["classes"] == core.classes and meta["scales"] == [3]
+    assert {m["name"]: m["sha256"] for m in meta["models"]} == {m.name: m.sha256 for m in core.models}
+
+
+def test_classify_equals_in_process(http: httpx.Client, core: InferenceCore) -> None:
+    response = _post(http, "/classify", GOOD["jpeg"])
+    assert response.status_code == 200, response.text
+    (remote,) = response.json()
+    local = core.classify([GOOD["jpeg"]])[0]
+    assert (remote["label"], remote["index"], remote["model_version"]) == (
+        local["label"], local["index"], local["model_version"],
+    )  # fmt: skip
+    assert [p["probability"] for p in remote["top_k"]] == pytest.approx(
+        [p["probability"] for p in local["top_k"]], abs=1e-6
+    )
+
+
+def test_super_resolve_equals_in_process(http: httpx.Client, core: InferenceCore) -> None:
+    response = _post(http, "/super_resolve", GOOD["rgb png"], scale=3)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    local_png, _, _ = core.super_resolve(GOOD["rgb png"], 3)
+    assert np.array_equal(
+        np.asarray(Image.open(io.BytesIO(response.content))), np.asarray(Image.open(io.BytesIO(local_png)))
+    )
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_awkward_but_valid_images_are_served(http: httpx.Client, name: str) -> None:
+    assert _post(http, "/classify", GOOD[name]).status_code == 200
+    response = _post(http, "/super_resolve", GOOD[name], scale=3)
+    assert response.status_code == 200, response.text
+    out, source = Image.open(io.BytesIO(response.content)), Image.open(io.BytesIO(GOOD[name]))
+    assert out.size == (source.size[0] * 3, source.size[1] * 3)
+    if name == "rgba png":
+        assert out.mode == "RGBA" and np.asarray(out)[..., 3].min() >= 120
+    if name in ("greyscale png", "16-bit png"):
+        assert out.mode == "L"
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+@pytest.mark.parametrize("route", ["/classify", "/super_resolve", "/deepdream"])
+def test_bad_uploads_get_a_4xx_and_a_message(http: httpx.Client, name: str, route: str) -> None:
+    data, kind, message = BAD[name]
+    response = _post(http, route, data)
+    assert response.status_code == STATUS[kind], response.text
+    assert message in response.text
+
+
+def test_bad_parameters_are_422(http: httpx.Client) -> None:
+    cases = [
+        ("/super_resolve", {"scale": 7}, "choose one of [3]"),
+        ("/deepdream", {"octaves": 50, "steps": 50}, "more than the limit"),
+        ("/deepdream", {"layers": '["nope"]'}, "no layer 'nope'"),
+        ("/deepdream", {"lr": 5}, "lr must be"),
+    ]
+    for route, fields, text in cases:
+        response = _post(http, route, GOOD["rgb png"], **fields)
+        assert response.status_code == 422 and text in response.text, (route, response.text)
+
+
+def test_wrong_content_type_and_missing_field_are_400(http: httpx.Client) -> None:
+    assert http.post("/classify", json={"image": "aGVsbG8="}).status_code == 400
+    assert (
+        http.post("/super_resolve", content=GOOD["rgb png"], headers={"content-type": "image/png"}).status_code == 400
+    )
+    assert http.post("/classify", files={"picture": ("x.png", GOOD["rgb png"])}).status_code == 400
+
+
+def test_an_oversized_body_is_413(http: httpx.Client) -> None:
+    response = _post(http, "/classify", b"\0" * (33 * 1024 * 1024))
+    assert response.status_code == 413 and "limit" in response.text
+
+
+def test_synchronous_deepdream(http: httpx.Client, core: InferenceCore) -> None:
+    response = _post(http, "/deepdream", GOOD["rgb png"], steps=3, octaves=2, seed=1, layers='["features.3"]')
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    remote = np.asarray(Image.open(io.BytesIO(response.content)))
+    local = core.deepdream(GOOD["rgb png"], {"steps": 3, "octaves": 2, "seed": 1, "layers": ["features.3"]})
+    assert remote.shape == (40, 56, 3)
+    assert np.abs(remote.astype(int) - np.asarray(Image.open(io.BytesIO(local))).astype(int)).mean() < 1.0
+
+
+def test_deepdream_task_progress_result_and_bounded_queue(http: httpx.Client) -> None:
+    big = encode(Image.fromarray(photo(128, 128)))
+    submitted = _post(http, "/deepdream_task/submit", big, octaves=4, steps=60)
+    assert submitted.status_code == 200, submitted.text
+    task_id = submitted.json()["task_id"]
+
+    refused = _post(http, "/deepdream_task/submit", GOOD["rgb png"], steps=1)  # queue holds 1 task here
+    assert refused.status_code == 429 and "queue is full" in refused.text
+
+    fractions = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        state = http.post("/deepdream_progress", json={"task_id": task_id}).json()
+        fractions.append(state["fraction"])
+        if http.get("/deepdream_task/status", params={"task_id": task_id}).json()["status"] != "in_progress":
+            break
+        time.sleep(0.5)
+    assert fractions == sorted(fractions) and len(set(fractions)) > 0
+    result = http.get("/deepdream_task/get", params={"task_id": task_id})
+    assert result.status_code == 200 and result.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(result.content)).size == (128, 128)
+    assert http.post("/deepdream_progress", json={"task_id": task_id}).json()["done"] is True
+
+    again = _post(http, "/deepdream_task/submit", GOOD["rgb png"], steps=1)
+    assert again.status_code == 200  # the slot is free again
+
+
+def test_concurrent_classify_requests_are_batched_and_agree(http: httpx.Client, core: InferenceCore) -> None:
+    images = [encode(Image.fromarray(photo(32, 32, seed=i))) for i in range(32)]
+    with ThreadPoolExecutor(16) as pool:
+        remote = list(pool.map(lambda b: _post(http, "/classify", b).json()[0]["index"], images))
+    assert remote == [r["index"] for r in core.classify(images)]
+    metrics = http.get("/metrics").text
+    assert "adaptive_batch_size" in metrics
+
+
+def test_server_survived_everything(http: httpx.Client) -> None:
+    assert http.get("/readyz").status_code == 200
+    assert _post(http, "/classify", GOOD["rgb png"]).status_code == 200
+
+
+def test_missing_models_stop_the_server_with_one_line(tmp_path) -> None:
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:Cnnpipe", "--port", "0"]
+    result = subprocess.run(command, cwd=REPO, env=server_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "error: no exported models in" in result.stderr and "dvc repro export_onnx" in result.stderr
+    assert "Traceback" not in result.stderr
