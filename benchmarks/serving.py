@@ -1,0 +1,203 @@
+"""Serving latency and throughput: HTTP (BentoML) and gRPC vs in-process ONNX Runtime.
+
+    python benchmarks/serving.py --models models --seconds 8
+
+Starts `bentoml serve` and `cnnpipe serve-grpc` on 127.0.0.1 from the given exported models,
+drives them with an asyncio load client at concurrency 1, 8 and 32 (the client shares the
+machine's cores with the server, as a sidecar would), and measures the inference core in-process
+on the same cores. The HTTP `/noop` endpoint takes the same upload and does nothing: the
+framework's floor. Prints p50/p99 latency and throughput per cell, then checks the targets:
+served classify throughput at concurrency 32 ≥ 70% of min(in-process batched, no-op), and
+p50 at concurrency 1 ≤ no-op p50 + in-process batch-1 latency + 2 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import platform
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.servers import bentoml_server, grpc_server  # noqa: E402  (repo tooling, not the library)
+
+
+def hardware() -> str:
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU {cpu} × {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def png(h: int, w: int, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+async def load(call: Callable[[], Awaitable[None]], concurrency: int, seconds: float) -> dict[str, float]:
+    """Run ``call`` from ``concurrency`` workers for ``seconds``; latency percentiles and req/s."""
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            try:
+                await call()
+            except Exception:  # counted, not fatal: the table shows them
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+
+    for _ in range(min(concurrency, 4)):  # warm-up
+        await call()
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    lat = np.array(latencies) * 1000
+    return {
+        "p50": float(np.percentile(lat, 50)),
+        "p99": float(np.percentile(lat, 99)),
+        "rps": len(lat) / elapsed,
+        "errors": errors,
+    }
+
+
+def in_process(models: Path, image: bytes, sr_image: bytes, scale: int, seconds: float, threads: int) -> dict:
+    from cnnpipe.inference import InferenceCore
+
+    core = InferenceCore(models, threads=threads)
+
+    def rate(fn: Callable[[], object], items: int) -> tuple[float, float]:
+        fn()
+        count, began = 0, time.perf_counter()
+        while time.perf_counter() - began < seconds:
+            fn()
+            count += 1
+        elapsed = time.perf_counter() - began
+        return elapsed / count * 1000, count * items / elapsed
+
+    batch = [image] * 64
+    one_ms, _ = rate(lambda: core.classify([image]), 1)
+    _, batched_ips = rate(lambda: core.classify(batch), 64)
+    sr_ms, sr_ips = rate(lambda: core.super_resolve(sr_image, scale), 1)
+    return {"classify_batch1_ms": one_ms, "classify_batched_ips": batched_ips, "sr_ms": sr_ms, "sr_ips": sr_ips}
+
+
+async def http_cells(base: str, image: bytes, sr_image: bytes, scale: int, levels: list[int], seconds: float) -> dict:
+    import httpx
+
+    results = {}
+    limits = httpx.Limits(max_connections=max(levels), max_keepalive_connections=max(levels))
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+
+        def poster(route: str, data: bytes, **fields: str) -> Callable[[], Awaitable[None]]:
+            async def call() -> None:
+                response = await client.post(route, files={"image": ("x.png", data)}, data=fields)
+                response.raise_for_status()
+
+            return call
+
+        for name, call in (
+            ("HTTP noop", poster("/noop", image)),
+            ("HTTP classify", poster("/classify", image)),
+            ("HTTP super_resolve", poster("/super_resolve", sr_image, scale=str(scale))),
+        ):
+            for c in levels:
+                results[(name, c)] = await load(call, c, seconds)
+    return results
+
+
+async def grpc_cells(
+    address: str, image: bytes, sr_image: bytes, scale: int, levels: list[int], seconds: float
+) -> dict:
+    import grpc
+
+    from cnnpipe.v1 import inference_pb2 as pb
+    from cnnpipe.v1 import inference_pb2_grpc as pb_grpc
+
+    results = {}
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.InferenceStub(channel)
+
+        async def classify() -> None:
+            await stub.Classify(pb.ClassifyRequest(image=image))
+
+        async def super_resolve() -> None:
+            await stub.SuperResolve(pb.SuperResolveRequest(image=sr_image, scale=scale))
+
+        for name, call in (("gRPC classify", classify), ("gRPC super_resolve", super_resolve)):
+            for c in levels:
+                results[(name, c)] = await load(call, c, seconds)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=Path, default=ROOT / "models")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per cell")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = all cores)")
+    parser.add_argument("--sr-size", type=int, default=64, help="side of the super-resolution input")
+    args = parser.parse_args()
+    models = args.models.resolve()
+    scale = min(int(p.stem.removeprefix("sr_x")) for p in models.glob("sr_x*.onnx"))
+    image, sr_image = png(32, 32), png(args.sr_size, args.sr_size, seed=1)
+
+    print(hardware())
+    print(f"models {models}; classify input 32×32 PNG; super_resolve {args.sr_size}×{args.sr_size} ×{scale}")
+    local = in_process(models, image, sr_image, scale, args.seconds, args.threads)
+    env = {"CNNPIPE_THREADS": str(args.threads)}
+    with bentoml_server(models, **env) as base:
+        cells = asyncio.run(http_cells(base, image, sr_image, scale, args.concurrency, args.seconds))
+    with grpc_server(models, "--threads", str(args.threads), "--workers", str(max(args.concurrency)), **env) as addr:
+        cells |= asyncio.run(grpc_cells(addr, image, sr_image, scale, args.concurrency, args.seconds))
+
+    print(f"\n{'':24}" + "".join(f"{'c=' + str(c):>28}" for c in args.concurrency))
+    print(f"{'':24}" + "".join(f"{'p50 ms':>10}{'p99 ms':>9}{'req/s':>9}" for _ in args.concurrency))
+    for name in dict.fromkeys(n for n, _ in cells):
+        row = "".join(
+            f"{cells[(name, c)]['p50']:>10.2f}{cells[(name, c)]['p99']:>9.2f}{cells[(name, c)]['rps']:>9.1f}"
+            for c in args.concurrency
+        )
+        errors = sum(cells[(name, c)]["errors"] for c in args.concurrency)
+        print(f"{name:<24}{row}" + (f"   ({errors} errors)" if errors else ""))
+    print(
+        f"\nin-process (same cores, no server): classify batch-1 {local['classify_batch1_ms']:.2f} ms, "
+        f"batched (64) {local['classify_batched_ips']:.0f} images/s; "
+        f"super_resolve {local['sr_ms']:.2f} ms ({local['sr_ips']:.1f}/s)"
+    )
+
+    top = max(args.concurrency)
+    floor = min(local["classify_batched_ips"], cells[("HTTP noop", top)]["rps"])
+    for proto in ("HTTP", "gRPC"):
+        served = cells[(f"{proto} classify", top)]["rps"]
+        verdict = "PASS" if served >= 0.7 * floor else "FAIL"
+        print(
+            f"target {proto} classify c={top}: {served:.1f} req/s ≥ 70% of {floor:.1f} = {0.7 * floor:.1f}: {verdict}"
+        )
+    first = min(args.concurrency)
+    budget = cells[("HTTP noop", first)]["p50"] + local["classify_batch1_ms"] + 2.0
+    p50 = cells[("HTTP classify", first)]["p50"]
+    print(f"target HTTP classify p50 c={first}: {p50:.2f} ms ≤ {budget:.2f} ms: {'PASS' if p50 <= budget else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()
