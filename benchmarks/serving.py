@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=ROOT / "models")
     parser.add_argument("--seconds", type=float, default=8.0, help="per cell")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = all cores)")
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="ONNX Runtime threads")
     parser.add_argument("--sr-size", type=int, default=64, help="side of the super-resolution input")
     args = parser.parse_args()
     models = args.models.resolve()
