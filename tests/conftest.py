@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from cnnpipe.sample_data import write_archives
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+# BentoML keeps task results and builds under BENTOML_HOME: keep the tests' out of ~/bentoml.
+os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="cnnpipe-tests-bentoml-")
 
 from .pipeline import REPO, dvc, tiny_pipeline_repo
 
