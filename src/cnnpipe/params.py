@@ -44,6 +44,9 @@ class ClassifierParams:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.2
     bf16: bool = True
+    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
+    tta: bool = True  # test-time flip averaging when measuring accuracy
+    compile: bool = False  # torch.compile (falls back to eager where it cannot run)
     max_train_images: int = 0
     seed: int = 0
 
@@ -183,6 +186,7 @@ def validate(p: Params) -> Params:
     _require(0 <= c.momentum < 1, f"classifier.momentum must be in [0, 1), got {c.momentum}")
     _require(c.weight_decay >= 0, f"classifier.weight_decay must be >= 0, got {c.weight_decay}")
     _require(0 <= c.label_smoothing < 1, f"classifier.label_smoothing must be in [0, 1), got {c.label_smoothing}")
+    _require(0 <= c.ema < 1, f"classifier.ema must be in [0, 1), got {c.ema}")
     _require(c.max_train_images >= 0, f"classifier.max_train_images must be >= 0, got {c.max_train_images}")
     s = p.sr
     _require(s.arch in SR_ARCHS, f"sr.arch must be one of {sorted(SR_ARCHS)}, got {s.arch!r}")
