@@ -1,0 +1,191 @@
+"""CIFAR-10 training speed: our trainer vs the seed tutorial's recipe, same data, threads and budget.
+
+    python benchmarks/classifier.py --data data/cifar10 --budget 480
+
+The peer is the seed tutorial's recipe, implemented here: CifarCNN (6 conv + 3 linear layers,
+5.85M parameters), Adam lr 1e-4, batch 128, random crop (padding 4) + horizontal flip, fp32.
+Both train for the same wall-clock budget of *training* time (evaluation pauses the clock) and
+report test accuracy along the way; the table shows time vs accuracy and our time to 85%. The
+seed's own log first passes 85% at epoch 15, so its time-to-85% here is estimated as 15 × its
+measured epoch time. Finally the exported classifier's ONNX Runtime CPU throughput at batch 1
+and 64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnpipe import cifar10
+from cnnpipe.augment import random_crop, random_flip
+from cnnpipe.export import export
+from cnnpipe.inference import ort_session
+from cnnpipe.nets import CIFAR10_MEAN, CIFAR10_STD
+from cnnpipe.params import ClassifierParams
+from cnnpipe.train_classifier import train
+
+SEED_EPOCHS_TO_85 = 15  # from the seed tutorial's own training log
+
+
+class CifarCNN(nn.Module):
+    """The seed tutorial's network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def conv(c_in: int, c_out: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU()]
+
+        self.net = nn.Sequential(
+            *conv(3, 32), *conv(32, 64), nn.MaxPool2d(2),
+            *conv(64, 128), *conv(128, 128), nn.MaxPool2d(2),
+            *conv(128, 256), *conv(256, 256), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(256 * 4 * 4, 1024), nn.ReLU(), nn.Linear(1024, 512), nn.ReLU(),
+            nn.Linear(512, 10),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def hardware() -> str:
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return f"CPU {cpu}, torch threads {torch.get_num_threads()}, GPU {gpu}, torch {torch.__version__}"
+
+
+def seed_recipe(train_split: cifar10.Split, test: cifar10.Split, budget: float, eval_every: float) -> list[tuple]:
+    """Train the peer for ``budget`` seconds of training time; (seconds, epochs, test acc) rows."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = CifarCNN()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    images, labels = torch.from_numpy(train_split.images), torch.from_numpy(train_split.labels)
+    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    rows, trained, next_eval, step = [], 0.0, eval_every, 0
+    steps_per_epoch = len(images) // 128
+    while trained < budget:
+        order = torch.randperm(len(images), generator=gen)
+        for i in range(steps_per_epoch):
+            started = time.perf_counter()
+            idx = order[i * 128 : (i + 1) * 128]
+            x = random_flip(random_crop(images[idx], 4, gen), gen).float().div(255)
+            loss = F.cross_entropy(model((x - mean) / std), labels[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            trained += time.perf_counter() - started
+            step += 1
+            if trained >= next_eval or trained >= budget:
+                rows.append((trained, step / steps_per_epoch, _peer_accuracy(model, test, mean, std)))
+                model.train()
+                next_eval += eval_every
+            if trained >= budget:
+                break
+    return rows
+
+
+@torch.no_grad()
+def _peer_accuracy(model: nn.Module, test: cifar10.Split, mean: torch.Tensor, std: torch.Tensor) -> float:
+    model.eval()
+    x = torch.from_numpy(test.images)
+    preds = torch.cat([model((x[i : i + 1000].float() / 255 - mean) / std).argmax(1) for i in range(0, len(x), 1000)])
+    return (preds == torch.from_numpy(test.labels)).float().mean().item()
+
+
+def ours(p: ClassifierParams, train_split: cifar10.Split, test: cifar10.Split) -> tuple[list[tuple], nn.Module]:
+    rows: list[tuple] = []
+    trained = 0.0
+
+    def on_epoch(row: dict[str, float]) -> None:
+        nonlocal trained
+        trained += row["epoch_seconds"]
+        rows.append((trained, row["epoch"], row["test_acc"]))
+
+    result = train(p, train_split, test, torch.device("cpu"), on_epoch=on_epoch)
+    return rows, result.model
+
+
+def onnx_throughput(model: nn.Module, seconds: float = 5.0) -> dict[int, float]:
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "classifier.onnx"
+        export(model, torch.rand(2, 3, 32, 32), path, {0: "batch"}, 18, {})
+        session = ort_session(path)
+        for batch in (1, 64):
+            x = np.random.default_rng(0).random((batch, 3, 32, 32), dtype=np.float32)
+            session.run(None, {"input": x})
+            count, began = 0, time.perf_counter()
+            while time.perf_counter() - began < seconds:
+                session.run(None, {"input": x})
+                count += 1
+            out[batch] = count * batch / (time.perf_counter() - began)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("data/cifar10"), help="extracted CIFAR-10 binary")
+    parser.add_argument("--budget", type=float, default=480.0, help="training seconds for each trainer")
+    parser.add_argument("--eval-every", type=float, default=60.0, help="peer evaluation interval (training s)")
+    parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument("--set", nargs="*", default=[], help="our params, e.g. epochs=5 width=32")
+    args = parser.parse_args()
+
+    train_split, test = cifar10.load(args.data, "train"), cifar10.load(args.data, "test")
+    fields = {f.name: f.type for f in dataclasses.fields(ClassifierParams)}
+    overrides = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        kind = fields[key]
+        overrides[key] = (
+            (value.lower() == "true") if kind in (bool, "bool") else type(getattr(ClassifierParams(), key))(value)
+        )
+    p = dataclasses.replace(ClassifierParams(), **overrides)
+    print(hardware())
+    print(f"data {args.data}: {len(train_split)} train / {len(test)} test images; budget {args.budget:.0f} s each")
+    print(f"ours: {p}")
+
+    our_rows, model = ours(p, train_split, test)
+    print("\nours (ResNet-9 recipe)            seed recipe (CifarCNN, Adam 1e-4)")
+    peer_rows = [] if args.skip_peer else seed_recipe(train_split, test, args.budget, args.eval_every)
+    for i in range(max(len(our_rows), len(peer_rows))):
+        left = f"{our_rows[i][0]:7.1f} s  ep {our_rows[i][1]:4.1f}  {our_rows[i][2]:.4f}" if i < len(our_rows) else ""
+        right = (
+            f"{peer_rows[i][0]:7.1f} s  ep {peer_rows[i][1]:4.2f}  {peer_rows[i][2]:.4f}" if i < len(peer_rows) else ""
+        )
+        print(f"{left:<34}{right}")
+
+    hit = next((t for t, _, acc in our_rows if acc >= 0.85), None)
+    print(f"\nours: final test accuracy {our_rows[-1][2]:.4f} after {our_rows[-1][0]:.1f} s of training"
+          f" ({'within' if our_rows[-1][0] <= args.budget else 'OVER'} the {args.budget:.0f} s budget)")  # fmt: skip
+    print(f"ours: time to 85%: {f'{hit:.1f} s' if hit else 'not reached'}")
+    if peer_rows:
+        epoch_seconds = peer_rows[-1][0] / peer_rows[-1][1]
+        estimate = SEED_EPOCHS_TO_85 * epoch_seconds
+        print(f"seed: {epoch_seconds:.1f} s/epoch here; to 85% ≈ {SEED_EPOCHS_TO_85} epochs = {estimate / 60:.1f} min")
+        if hit:
+            print(f"speed-up to 85%: {estimate / hit:.1f}×")
+    rates = onnx_throughput(model)
+    print(f"ONNX Runtime CPU inference: batch 1 {rates[1]:.0f} images/s, batch 64 {rates[64]:.0f} images/s")
+    if p.tta:
+        print("(accuracies above use test-time flip averaging; the ONNX model is the plain network)")
+
+
+if __name__ == "__main__":
+    main()
