@@ -23,7 +23,9 @@ def main() -> None:
     device = pick_device(params.device)
 
     model, config = load_classifier(Path("models/classifier.pt"))
-    report, table = classifier_report(model.to(device), cifar10.load(CIFAR, "test"), config["classes"], device)
+    report, table = classifier_report(
+        model.to(device), cifar10.load(CIFAR, "test"), config["classes"], device, tta=params.classifier.tta
+    )
     report["generated_sample_data"] = is_generated(CIFAR)
     write_json(METRICS / "classifier.json", report)
     PLOTS.mkdir(exist_ok=True)

@@ -20,10 +20,15 @@ from cnnpipe.train_classifier import predict_logits
 
 
 def classifier_report(
-    model: nn.Module, test: cifar10.Split, classes: list[str], device: torch.device
+    model: nn.Module, test: cifar10.Split, classes: list[str], device: torch.device, tta: bool = False
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Accuracy metrics and the per-sample (actual, predicted) table DVC's confusion plot reads."""
-    logits = predict_logits(model, torch.from_numpy(test.images), device)
+    """Accuracy metrics and the per-sample (actual, predicted) table DVC's confusion plot reads.
+
+    ``accuracy`` is the plain network's, as exported and served; with ``tta`` the flip-averaged
+    accuracy is reported beside it as ``accuracy_tta``.
+    """
+    images = torch.from_numpy(test.images)
+    logits = predict_logits(model, images, device)
     predicted = logits.argmax(1).numpy()
     actual = test.labels
     per_class = {
@@ -35,6 +40,9 @@ def classifier_report(
         "per_class_accuracy": per_class,
         "test_images": len(actual),
     }
+    if tta:
+        tta_logits = predict_logits(model, images, device, tta=True)
+        metrics["accuracy_tta"] = float((tta_logits.argmax(1).numpy() == actual).mean())
     names = np.asarray(classes)
     table = pd.DataFrame({"actual": names[actual], "predicted": names[predicted]})
     return metrics, table
