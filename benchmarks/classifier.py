@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from torch import nn
 
 from cnnpipe import cifar10
 from cnnpipe.augment import random_crop, random_flip
+from cnnpipe.device import describe_hardware
 from cnnpipe.export import export
 from cnnpipe.inference import ort_session
 from cnnpipe.nets import CIFAR10_MEAN, CIFAR10_STD
@@ -55,17 +55,6 @@ class CifarCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-
-def hardware() -> str:
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return f"CPU {cpu}, torch threads {torch.get_num_threads()}, GPU {gpu}, torch {torch.__version__}"
 
 
 def seed_recipe(train_split: cifar10.Split, test: cifar10.Split, budget: float, eval_every: float) -> list[tuple]:
@@ -157,7 +146,7 @@ def main() -> None:
             (value.lower() == "true") if kind in (bool, "bool") else type(getattr(ClassifierParams(), key))(value)
         )
     p = dataclasses.replace(ClassifierParams(), **overrides)
-    print(hardware())
+    print(describe_hardware())
     print(f"data {args.data}: {len(train_split)} train / {len(test)} test images; budget {args.budget:.0f} s each")
     print(f"ours: {p}")
 

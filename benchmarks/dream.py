@@ -13,7 +13,6 @@ are the seed's; the engine's mean-square objective gives the same normalised ste
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
@@ -21,19 +20,9 @@ import torch
 import torchvision
 
 from cnnpipe.backbones import IMAGENET_MEAN, IMAGENET_STD, torchvision_backbone
+from cnnpipe.device import describe_hardware
 from cnnpipe.dream import DreamParams, dream
 from cnnpipe.sample_data import scene
-
-
-def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return f"CPU {cpu}, torch threads {torch.get_num_threads()}, GPU {gpu}, torch {torch.__version__}"
 
 
 def seed_loop(
@@ -79,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    print(hardware())
+    print(describe_hardware())
     print(
         f"job: {args.size}×{args.size}, vgg19 features.26, {args.octaves} octaves ×{args.octave_scale}, "
         f"{args.steps} steps/octave, weights {args.weights}, device {device}"

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import io
 import os
-import platform
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -29,17 +28,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cnnpipe.device import describe_hardware  # noqa: E402
 from tests.servers import bentoml_server, grpc_server  # noqa: E402  (repo tooling, not the library)
-
-
-def hardware() -> str:
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU {cpu} × {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def png(h: int, w: int, seed: int = 0) -> bytes:
@@ -161,7 +151,7 @@ def main() -> None:
     scale = min(int(p.stem.removeprefix("sr_x")) for p in models.glob("sr_x*.onnx"))
     image, sr_image = png(32, 32), png(args.sr_size, args.sr_size, seed=1)
 
-    print(hardware())
+    print(describe_hardware())
     print(f"models {models}; classify input 32×32 PNG; super_resolve {args.sr_size}×{args.sr_size} ×{scale}")
     local = in_process(models, image, sr_image, scale, args.seconds, args.threads)
     env = {"CNNPIPE_THREADS": str(args.threads)}

@@ -28,3 +28,21 @@ def seed_everything(seed: int) -> torch.Generator:
     """Seed torch's global RNG (weight init) and return a generator for data sampling."""
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def describe_hardware() -> str:
+    """One line for benchmark output: CPU model and cores, torch threads, GPU, torch version."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return (
+        f"CPU {cpu} × {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, GPU {gpu}, "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
