@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnpipe import cifar10
-from cnnpipe.augment import random_crop, random_flip
 from cnnpipe.device import describe_hardware
 from cnnpipe.export import export
 from cnnpipe.inference import ort_session
@@ -57,35 +56,56 @@ class CifarCNN(nn.Module):
         return self.net(x)
 
 
+class _SeedDataset(torch.utils.data.Dataset):
+    """The tutorial's data path: one PIL image at a time through torchvision transforms."""
+
+    def __init__(self, split: cifar10.Split) -> None:
+        import torchvision.transforms as T
+
+        self.images = split.images.transpose(0, 2, 3, 1)  # HWC, as the tutorial's loader yields
+        self.labels = split.labels
+        self.transform = T.Compose([
+            T.RandomCrop(32, padding=4, padding_mode="reflect"), T.RandomHorizontalFlip(),
+            T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD),
+        ])  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
 def seed_recipe(train_split: cifar10.Split, test: cifar10.Split, budget: float, eval_every: float) -> list[tuple]:
-    """Train the peer for ``budget`` seconds of training time; (seconds, epochs, test acc) rows."""
+    """Train the peer for ``budget`` seconds of training time; (seconds, epochs, test acc) rows.
+
+    Data loading counts as training time: the per-image loader is part of the recipe."""
     torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
     model = CifarCNN()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    images, labels = torch.from_numpy(train_split.images), torch.from_numpy(train_split.labels)
+    loader = torch.utils.data.DataLoader(_SeedDataset(train_split), batch_size=128, shuffle=True, drop_last=True)
     mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
     rows, trained, next_eval, step = [], 0.0, eval_every, 0
-    steps_per_epoch = len(images) // 128
     while trained < budget:
-        order = torch.randperm(len(images), generator=gen)
-        for i in range(steps_per_epoch):
-            started = time.perf_counter()
-            idx = order[i * 128 : (i + 1) * 128]
-            x = random_flip(random_crop(images[idx], 4, gen), gen).float().div(255)
-            loss = F.cross_entropy(model((x - mean) / std), labels[idx])
+        started = time.perf_counter()
+        for x, y in loader:
+            loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            trained += time.perf_counter() - started
             step += 1
+            now = time.perf_counter()
+            trained += now - started
             if trained >= next_eval or trained >= budget:
-                rows.append((trained, step / steps_per_epoch, _peer_accuracy(model, test, mean, std)))
+                rows.append((trained, step / len(loader), _peer_accuracy(model, test, mean, std)))
                 model.train()
                 next_eval += eval_every
             if trained >= budget:
                 break
+            started = time.perf_counter()
     return rows
 
 
