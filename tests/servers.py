@@ -50,39 +50,53 @@ def grpc_server(models: Path, *args: str, **env: str) -> Iterator[str]:
 
 
 @contextmanager
-def bentoml_server(models: Path, timeout: float = 120, **env: str) -> Iterator[str]:
-    """``bentoml serve serving.service:Cnnpipe`` on a free port; yields its base URL once /readyz is OK."""
+def bentoml_server(
+    models: Path,
+    timeout: float = 120,
+    target: str = "serving.service:Cnnpipe",
+    cwd: Path = REPO,
+    models_env: bool = True,
+    **env: str,
+) -> Iterator[str]:
+    """``bentoml serve serving.service:Cnnpipe`` on a free port; yields its base URL once /readyz is OK.
+
+    A port found free can be taken again before the server binds it (e.g. as the local end of an
+    outgoing connection); then the start is retried on another port.
+    """
     import httpx
 
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        "serving.service:Cnnpipe",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    log = open(models.parent / f"bentoml-{port}.log", "w+")  # noqa: SIM115
-    proc = subprocess.Popen(command, cwd=REPO, env=server_env(models, **env), stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    for _attempt in range(5):
+        port = free_port()
+        log = open(models.parent / f"bentoml-{port}.log", "w+")  # noqa: SIM115
+        command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", str(port)]
+        environ = server_env(models, **env)
+        if not models_env:
+            environ.pop("CNNPIPE_MODELS_DIR")
+        proc = subprocess.Popen(command, cwd=cwd, env=environ, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
                 log.seek(0)
-                raise RuntimeError(f"bentoml serve exited with {proc.returncode}:\n{log.read()[-3000:]}")
+                output = log.read()
+                if "Address already in use" in output:
+                    break  # retry on another port
+                raise RuntimeError(f"bentoml serve exited with {proc.returncode}:\n{output[-3000:]}")
             try:
                 if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
+                proc.kill()
                 raise RuntimeError("bentoml serve did not become ready")
             time.sleep(0.5)
+        if proc.poll() is None:
+            break
+        log.close()
+    else:
+        raise RuntimeError("bentoml serve could not bind a free port in 5 attempts")
+    try:
         yield base
     finally:
         proc.terminate()

@@ -190,10 +190,6 @@ def test_missing_models_stop_the_server_with_one_line(tmp_path) -> None:
 
 def test_bentoml_build_packages_service_library_and_models(served_models, tmp_path) -> None:
     """`bentoml build` in a pipeline checkout, then serve the built Bento from the store."""
-    import httpx
-
-    from .servers import free_port
-
     repo = served_models.parent
     env = {**server_env(served_models), "BENTOML_HOME": str(tmp_path / "bentoml")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # uv for `bentoml build`
@@ -208,23 +204,7 @@ def test_bentoml_build_packages_service_library_and_models(served_models, tmp_pa
     assert {p.name for p in (bento / "models").iterdir()} == {"classifier.onnx", "classifier.pt", "sr_x3.onnx"}
     assert (bento / "serving" / "service.py").is_file() and (bento / "cnnpipe" / "inference.py").is_file()
 
-    port = free_port()
-    env.pop("CNNPIPE_MODELS_DIR")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        response = httpx.post(f"http://127.0.0.1:{port}/classify", files={"image": ("a.png", GOOD["rgb png"])})
+    home = {"BENTOML_HOME": env["BENTOML_HOME"], "PATH": env["PATH"]}
+    with bentoml_server(served_models, target=tag, cwd=tmp_path, models_env=False, **home) as url:
+        response = httpx.post(f"{url}/classify", files={"image": ("a.png", GOOD["rgb png"])})
         assert response.status_code == 200 and response.json()[0]["label"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
