@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.imagecodec import RequestError
-from cnnpipe.inference import CLASSIFIER_FILE, InferenceCore, Limits, ModelsMissing, classifier_input
+from cnnpipe.inference import CLASSIFIER_FILE, InferenceCore, Limits, ModelsMissing, classifier_input, find_models
 
 MODELS_DIR = Path(os.environ.get("CNNPIPE_MODELS_DIR", "models")).resolve()
 LIMITS = Limits.from_env()
@@ -36,11 +36,10 @@ THREADS = int(os.environ.get("CNNPIPE_THREADS", str(max(1, (os.cpu_count() or 2)
 TASK_QUEUE = int(os.environ.get("CNNPIPE_DREAM_QUEUE", "2"))  # DeepDream tasks admitted at once
 
 # Fail at import with one line: an exception in __init__ would make BentoML restart the worker forever.
-if not (MODELS_DIR / CLASSIFIER_FILE).is_file() or not list(MODELS_DIR.glob("sr_x*.onnx")):
-    sys.exit(
-        f"error: no exported models in {MODELS_DIR} (need {CLASSIFIER_FILE} and sr_x*.onnx): "
-        "run `dvc repro export_onnx` (or `dvc pull`), or set CNNPIPE_MODELS_DIR"
-    )
+try:
+    find_models(MODELS_DIR)
+except ModelsMissing as missing:
+    sys.exit(f"error: {missing}")
 
 
 def _input_size() -> int:
@@ -180,10 +179,7 @@ class Cnnpipe:
             import torch
 
             torch.set_num_threads(THREADS)
-        try:
-            self.core = InferenceCore(MODELS_DIR, threads=THREADS, limits=LIMITS)
-        except ModelsMissing as error:  # checked at import too; kept for a clear log if files vanish
-            raise SystemExit(f"error: {error}") from None
+        self.core = InferenceCore(MODELS_DIR, threads=THREADS, limits=LIMITS)
 
     def _png(self, png: bytes) -> Response:
         return Response(content=png, media_type="image/png")

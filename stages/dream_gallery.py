@@ -7,28 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from cnnpipe.backbones import classifier_backbone
 from cnnpipe.device import pick_device
 from cnnpipe.dream import DreamParams, dream
 from cnnpipe.errors import exit_on_user_error
-from cnnpipe.images import bsds_split_dir, list_images, read_rgb
+from cnnpipe.images import bsds_split_dir, center_square, list_images, read_rgb
 from cnnpipe.params import load_params
 from cnnpipe.progress import progress
-
-
-def square(image: np.ndarray, size: int) -> np.ndarray:
-    """Centre square crop resized to size×size (antialiased)."""
-    h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    x = torch.from_numpy(image[top : top + side, left : left + side]).permute(2, 0, 1)[None].float()
-    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x.round().clamp(0, 255).byte()[0].permute(1, 2, 0).numpy()
 
 
 @exit_on_user_error
@@ -37,7 +24,9 @@ def main() -> None:
     g = params.dream_gallery
     backbone = classifier_backbone(Path("models/classifier.pt"), pick_device(params.device))
     paths = list_images(bsds_split_dir(Path("data/bsds300"), "test"))[: g.images]
-    originals = [square(read_rgb(p), g.size) for p in paths]
+    originals = [
+        center_square(read_rgb(p), g.size).round().clamp(0, 255).byte()[0].permute(1, 2, 0).numpy() for p in paths
+    ]
     pad, header = 4, 16
     grid = Image.new(
         "RGB", (pad + (1 + len(g.layers)) * (g.size + pad), header + len(originals) * (g.size + pad)), "white"

@@ -42,10 +42,10 @@ def dream_command(args: argparse.Namespace) -> None:
     from cnnpipe.backbones import DEFAULT_LAYER, load_backbone
     from cnnpipe.device import pick_device
     from cnnpipe.dream import DreamParams, dream
-    from cnnpipe.imageio import read_image_rgb, write_png
+    from cnnpipe.images import read_rgb, write_png
     from cnnpipe.progress import progress
 
-    image = read_image_rgb(Path(args.input))
+    image = read_rgb(Path(args.input))
     backbone = load_backbone(
         args.backbone, pick_device(args.device), weights=args.weights,
         classifier_checkpoint=Path(args.classifier), download=not args.no_download,

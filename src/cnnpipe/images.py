@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 
 from cnnpipe.errors import DataError
 
@@ -30,9 +32,34 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """An image file as uint8 H×W×3 RGB."""
-    with Image.open(path) as img:
-        return np.array(img.convert("RGB"))
+    """Any image file Pillow reads → uint8 H×W×3 RGB (first frame of an animation)."""
+    try:
+        with Image.open(path) as img:
+            return np.array(img.convert("RGB"))
+    except FileNotFoundError:
+        raise DataError(f"no such image {path}") from None
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot read {path} as an image: {exc}") from None
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write uint8 H×W×3 as PNG atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(image).save(tmp, format="PNG")
+    tmp.replace(path)
+
+
+def center_square(rgb: np.ndarray, size: int) -> torch.Tensor:
+    """Centre square crop of uint8 H×W×3, resized to size×size by antialiased bilinear
+    interpolation; float 1×3×size×size in [0, 255]."""
+    h, w = rgb.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = torch.from_numpy(np.ascontiguousarray(rgb[top : top + side, left : left + side]))
+    x = square.permute(2, 0, 1)[None].float()
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=side > size, align_corners=False)
 
 
 def load_folder(folder: Path) -> list[np.ndarray]:

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
-import torch.nn.functional as F
 
 from cnnpipe import __version__
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.imagecodec import DecodedImage, RequestError, decode_image, encode_png
+from cnnpipe.images import center_square
 
 CLASSIFIER_FILE = "classifier.onnx"
 
@@ -66,12 +66,7 @@ def classifier_input(image: DecodedImage, size: int) -> np.ndarray:
     CIFAR-10 images are whole scenes at 32×32, so the crop keeps the aspect ratio and the
     antialiasing keeps large photos from aliasing. Returns RGB in [0, 1], 3×size×size float32.
     """
-    h, w = image.height, image.width
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = torch.from_numpy(image.rgb[top : top + side, left : left + side]).permute(2, 0, 1)[None].float()
-    x = F.interpolate(square, size=(size, size), mode="bilinear", antialias=side > size, align_corners=False)
-    return (x.clamp(0, 255) / 255.0)[0].numpy().astype(np.float32)
+    return (center_square(image.rgb, size).clamp(0, 255) / 255.0)[0].numpy().astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -103,6 +98,18 @@ class Limits:
         return cls(**values)
 
 
+def find_models(models_dir: Path) -> tuple[Path, list[Path]]:
+    """The classifier and SR exports in ``models_dir``, or ModelsMissing saying how to make them."""
+    classifier_path = Path(models_dir) / CLASSIFIER_FILE
+    sr_paths = sorted(Path(models_dir).glob("sr_x*.onnx"))
+    if not classifier_path.is_file() or not sr_paths:
+        raise ModelsMissing(
+            f"no exported models in {Path(models_dir).resolve()} (need {CLASSIFIER_FILE} and sr_x*.onnx): "
+            "run `dvc repro export_onnx` (or `dvc pull`), or set CNNPIPE_MODELS_DIR"
+        )
+    return classifier_path, sr_paths
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
@@ -122,14 +129,7 @@ class InferenceCore:
     ) -> None:
         self.models_dir = Path(models_dir)
         self.limits = limits or Limits()
-        classifier_path = self.models_dir / CLASSIFIER_FILE
-        sr_paths = sorted(self.models_dir.glob("sr_x*.onnx"))
-        if not classifier_path.is_file() or not sr_paths:
-            missing = CLASSIFIER_FILE if not classifier_path.is_file() else "sr_x{scale}.onnx"
-            raise ModelsMissing(
-                f"no {missing} in {self.models_dir.resolve()}: build the models with `dvc repro export_onnx` "
-                "(or fetch them with `dvc pull`), or point CNNPIPE_MODELS_DIR at a folder holding them"
-            )
+        classifier_path, sr_paths = find_models(self.models_dir)
         self.classifier = ort_session(classifier_path, threads)
         meta = _metadata(self.classifier)
         self.classes: list[str] = list(meta.get("classes", []))

@@ -103,11 +103,16 @@ def build_sr(config: dict[str, Any]) -> nn.Module:
 
 def save_checkpoint(path: Path, model: nn.Module, config: dict[str, Any]) -> None:
     """Write ``{"config", "state_dict"}`` atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save({"config": config, "state_dict": state}, Path(path))
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    """``torch.save`` to a temp file, then rename: readers (or a restart after SIGKILL) see the
+    previous file or the complete new one, never a torn write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"config": config, "state_dict": state}, tmp)
+    torch.save(obj, tmp)
     tmp.replace(path)
 
 

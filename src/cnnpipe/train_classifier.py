@@ -26,7 +26,7 @@ from cnnpipe.augment import random_crop, random_flip
 from cnnpipe.device import autocast, seed_everything
 from cnnpipe.distributed import World, barrier
 from cnnpipe.errors import ParamError
-from cnnpipe.nets import build_classifier
+from cnnpipe.nets import atomic_torch_save, build_classifier
 from cnnpipe.params import ClassifierParams
 from cnnpipe.progress import progress
 
@@ -96,14 +96,6 @@ def _ema(model: nn.Module, p: ClassifierParams) -> torch.optim.swa_utils.Average
         return None
     avg = torch.optim.swa_utils.get_ema_multi_avg_fn(p.ema)
     return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=avg, use_buffers=True)
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Atomic: a reader (or a restart after SIGKILL) sees the previous file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
 
 
 def _load_checkpoint(path: Path | None, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
@@ -215,8 +207,7 @@ def train(
             row["test_acc"] = accuracy(final, test_split, device, p)
         history.append(row)
         if checkpoint is not None and world.is_main:
-            _save_checkpoint(
-                checkpoint,
+            atomic_torch_save(
                 {
                     "fingerprint": fingerprint,
                     "epoch": epoch,
@@ -228,6 +219,7 @@ def train(
                     "ema": ema.state_dict() if ema is not None else {},
                     "history": history,
                 },
+                checkpoint,
             )
         barrier(world)
         if on_epoch and world.is_main:
