@@ -10,7 +10,7 @@ export BENTOML_DO_NOT_TRACK := true
 
 SAMPLE_DIR := data/sample
 # The demo trains for real, on the generated sample, in a few minutes on 2 CPU cores.
-DEMO_SET := -S classifier.epochs=8 -S sr.epochs=15 -S sr.patches_per_epoch=4096
+DEMO_SET := -S classifier.epochs=8 -S sr.epochs=2 -S sr.patches_per_epoch=1024
 
 .PHONY: venv demo test lint format proto clean-venv
 

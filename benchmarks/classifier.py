@@ -14,7 +14,6 @@ and 64.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from cnnpipe.device import describe_hardware
 from cnnpipe.export import export
 from cnnpipe.inference import ort_session
 from cnnpipe.nets import CIFAR10_MEAN, CIFAR10_STD
-from cnnpipe.params import ClassifierParams
+from cnnpipe.params import ClassifierParams, section_with_overrides
 from cnnpipe.train_classifier import train
 
 SEED_EPOCHS_TO_85 = 15  # from the seed tutorial's own training log
@@ -157,15 +156,7 @@ def main() -> None:
     args = parser.parse_args()
 
     train_split, test = cifar10.load(args.data, "train"), cifar10.load(args.data, "test")
-    fields = {f.name: f.type for f in dataclasses.fields(ClassifierParams)}
-    overrides = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        kind = fields[key]
-        overrides[key] = (
-            (value.lower() == "true") if kind in (bool, "bool") else type(getattr(ClassifierParams(), key))(value)
-        )
-    p = dataclasses.replace(ClassifierParams(), **overrides)
+    p = section_with_overrides(ClassifierParams, "classifier", args.set)
     print(describe_hardware())
     print(f"data {args.data}: {len(train_split)} train / {len(test)} test images; budget {args.budget:.0f} s each")
     print(f"ours: {p}")

@@ -67,7 +67,8 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 @pytest.fixture(scope="session")
 def served_models(tmp_path_factory: pytest.TempPathFactory, tiny_archives) -> Path:
-    """models/ of a real tiny `dvc repro export_onnx` run: ONNX exports plus the classifier checkpoint."""
+    """models/ of a real tiny `dvc repro export_onnx export_sr` run: ONNX exports plus the classifier
+    checkpoint."""
     repo = tiny_pipeline_repo(tmp_path_factory.mktemp("served"), tiny_archives)
-    dvc(repo, "repro", "export_onnx")
+    dvc(repo, "repro", "export_onnx", "export_sr")
     return repo / "models"

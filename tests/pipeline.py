@@ -14,7 +14,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 TINY = {
     "classifier": {"width": 8, "epochs": 2, "batch_size": 64, "lr": 0.2},
-    "sr": {"channels": 16, "patch_size": 12, "patches_per_epoch": 256, "batch_size": 32, "epochs": 2},
+    "sr": {
+        "scales": [2, 3],
+        "channels": 8,
+        "blocks": 1,
+        "patch_size": 12,
+        "patches_per_epoch": 256,
+        "batch_size": 32,
+        "epochs": 2,
+    },
     "evaluate": {"sr_examples": 2, "sr_crop": 48},
     "dream_gallery": {"images": 2, "size": 32, "layers": ["features.1", "features.3"], "octaves": 2, "steps": 2},
 }

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cnnpipe.export import export, max_abs_diff
-from cnnpipe.nets import ESPCN, ResNet9
+from cnnpipe.nets import ESPCN, ResNet9, ResSR
 
 
 def test_classifier_onnx_matches_pytorch_at_any_batch(tmp_path: Path) -> None:
@@ -30,6 +30,16 @@ def test_sr_onnx_matches_pytorch_at_any_size(tmp_path: Path) -> None:
 
     inputs = [torch.rand(1, 1, 17, 31), torch.rand(3, 1, 40, 9)]
     assert max_abs_diff(model, path, inputs) < 1e-4
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_ressr_onnx_matches_pytorch_at_any_size(tmp_path: Path, scale: int) -> None:
+    model = ResSR(scale=scale, channels=8, blocks=2).eval()
+    with torch.no_grad():  # a trained-looking net, not the zero-initialised output conv
+        model.tail.weight.normal_(0, 0.05)
+    path = tmp_path / "sr.onnx"
+    export(model, torch.rand(2, 1, 24, 24), path, {0: "batch", 2: "height", 3: "width"}, 18, {"scale": scale})
+    assert max_abs_diff(model, path, [torch.rand(1, 1, 17, 31), torch.rand(3, 1, 40, 9)]) < 1e-4
 
 
 def test_parity_check_detects_a_different_model(tmp_path: Path) -> None:

@@ -52,8 +52,9 @@ def test_health_and_reflection(address: str) -> None:
 
 def test_metadata(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:
     meta = stub.GetMetadata(pb.GetMetadataRequest())
-    assert list(meta.classes) == core.classes and list(meta.scales) == [3]
-    assert {m.name for m in meta.models} == {"classifier", "sr_x3"} and all(len(m.sha256) == 64 for m in meta.models)
+    assert list(meta.classes) == core.classes and list(meta.scales) == [2, 3]
+    assert {m.name for m in meta.models} == {"classifier", "sr_x2", "sr_x3"}
+    assert all(len(m.sha256) == 64 for m in meta.models)
 
 
 def test_classify_equals_in_process(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:
@@ -68,11 +69,12 @@ def test_classify_equals_in_process(stub: pb_grpc.InferenceStub, core: Inference
     assert [p.probability for p in remote.top_k] == pytest.approx([p["probability"] for p in local["top_k"]], abs=1e-6)
 
 
-def test_super_resolve_equals_in_process(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:
+@pytest.mark.parametrize("scale", [2, 3])
+def test_super_resolve_equals_in_process(stub: pb_grpc.InferenceStub, core: InferenceCore, scale: int) -> None:
     image = GOOD["rgb png"]
-    remote = stub.SuperResolve(pb.SuperResolveRequest(image=image, scale=3))
-    local_png, width, height = core.super_resolve(image, 3)
-    assert (remote.width, remote.height) == (width, height) == (168, 120)
+    remote = stub.SuperResolve(pb.SuperResolveRequest(image=image, scale=scale))
+    local_png, width, height = core.super_resolve(image, scale)
+    assert (remote.width, remote.height) == (width, height) == (56 * scale, 40 * scale)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(remote.png))), np.asarray(Image.open(io.BytesIO(local_png))))
 
 
@@ -105,7 +107,7 @@ def test_bad_uploads_get_a_status_and_a_message(stub: pb_grpc.InferenceStub, nam
 def test_unknown_scale_and_bad_dream_params(stub: pb_grpc.InferenceStub) -> None:
     with pytest.raises(grpc.RpcError) as err:
         stub.SuperResolve(pb.SuperResolveRequest(image=GOOD["rgb png"], scale=7))
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "choose one of [3]" in err.value.details()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "choose one of [2, 3]" in err.value.details()
     for request, text in (
         (pb.DeepDreamRequest(image=GOOD["rgb png"], octaves=50, steps=50), "more than the limit"),
         (pb.DeepDreamRequest(image=GOOD["rgb png"], layers=["nope"]), "no layer 'nope'"),

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnpipe.nets import ESPCN, ResNet9, load_classifier, load_sr, save_checkpoint
+from cnnpipe.color import resize_bicubic
+from cnnpipe.nets import ESPCN, ResNet9, ResSR, load_classifier, load_sr, save_checkpoint
 
 
 @pytest.mark.parametrize("width", [4, 16])
@@ -15,6 +16,35 @@ def test_classifier_maps_a_batch_of_images_to_ten_logits(width: int) -> None:
 def test_sr_net_upscales_any_size_by_its_scale(scale: int) -> None:
     out = ESPCN(scale=scale, channels=8)(torch.rand(2, 1, 13, 21))
     assert out.shape == (2, 1, 13 * scale, 21 * scale)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_ressr_upscales_any_size_and_stays_small(scale: int) -> None:
+    net = ResSR(scale=scale, channels=48, blocks=8)
+    assert net(torch.rand(2, 1, 13, 21)).shape == (2, 1, 13 * scale, 21 * scale)
+    assert sum(p.numel() for p in net.parameters()) < 500_000
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_untrained_ressr_is_exactly_the_evaluation_bicubic_away_from_the_border(scale: int) -> None:
+    net = ResSR(scale=scale, channels=8, blocks=2)
+    x = torch.rand(1, 1, 20, 27)
+    with torch.no_grad():
+        out = net(x)
+    expected = resize_bicubic(x, (20 * scale, 27 * scale))
+    inner = (..., slice(2 * scale, -2 * scale), slice(2 * scale, -2 * scale))
+    assert (out - expected)[inner].abs().max() < 1e-5
+    assert (out - expected).abs().max() < 0.1  # edge pixels: replicate padding vs renormalised taps
+
+
+def test_ressr_context_is_its_receptive_field_radius() -> None:
+    net = ResSR(scale=2, channels=4, blocks=3).eval()
+    for p in net.parameters():
+        torch.nn.init.constant_(p, 0.05)
+    x = torch.zeros(1, 1, 41, 41, requires_grad=True)
+    net(x)[0, 0, 40, 40].backward()  # an output pixel of LR pixel (20, 20)
+    rows, cols = x.grad[0, 0].nonzero(as_tuple=True)
+    assert max(20 - rows.min(), rows.max() - 20, 20 - cols.min(), cols.max() - 20) == net.context
 
 
 def test_sr_net_at_zero_weights_is_a_nearest_neighbour_upscale() -> None:
@@ -42,3 +72,8 @@ def test_checkpoints_load_with_weights_only(tmp_path: Path) -> None:
     loaded_sr, _ = load_sr(tmp_path / "s.pt")
     y = torch.rand(1, 1, 9, 9)
     assert torch.allclose(loaded_sr(y), sr(y))
+
+    res = ResSR(scale=2, channels=8, blocks=2).eval()
+    save_checkpoint(tmp_path / "r.pt", res, {"arch": "ressr", "scale": 2, "channels": 8, "blocks": 2})
+    loaded_res, _ = load_sr(tmp_path / "r.pt")
+    assert loaded_res.context == res.context and torch.allclose(loaded_res(y), res(y))

@@ -27,7 +27,7 @@ def _write(tmp_path: Path, edit) -> Path:
 def test_the_repository_params_are_valid() -> None:
     params = load_params(REPO / "params.yaml")
     assert params.source("cifar10").url.startswith("https://")
-    assert params.sr.scale in (2, 3, 4)
+    assert set(params.sr.scales) <= {2, 3, 4}
 
 
 @pytest.mark.parametrize(
@@ -36,9 +36,13 @@ def test_the_repository_params_are_valid() -> None:
         (lambda p: p["classifier"].update(lr=-1), r"classifier\.lr must be > 0"),
         (lambda p: p["classifier"].update(arch="vgg99"), r"classifier\.arch must be one of"),
         (lambda p: p["classifier"].update(epochs="ten"), r"classifier\.epochs must be an integer"),
-        (lambda p: p["classifier"].update(bf16="yes"), r"classifier\.bf16 must be true or false"),
+        (lambda p: p["classifier"].update(bf16="yes"), r"classifier\.bf16 must be true, false or auto, got 'yes'"),
         (lambda p: p["classifier"].update(lrate=0.1), r"unknown param classifier\.lrate"),
-        (lambda p: p["sr"].update(scale=5), r"sr\.scale must be 2, 3 or 4"),
+        (lambda p: p["sr"].update(scales=[3, 5]), r"sr\.scales must be distinct values of 2, 3 and 4"),
+        (lambda p: p["sr"].update(scales=[3, 3]), r"sr\.scales must be distinct values of 2, 3 and 4"),
+        (lambda p: p["sr"].update(scales=["x3"]), r"sr\.scales\[0\] must be an integer"),
+        (lambda p: p["sr"].update(loss="l3"), r"sr\.loss must be l1 or mse"),
+        (lambda p: p["sr"].update(scale=3), r"unknown param sr\.scale "),
         (lambda p: p["data"]["cifar10"].update(md5="abc"), r"data\.cifar10\.md5 must be 32 hex digits"),
         (lambda p: p["data"].pop("bsds300"), r"missing param data\.bsds300"),
         (lambda p: p.update(device="tpu"), r"device must be auto, cpu or cuda"),
@@ -63,13 +67,35 @@ def test_batch_larger_than_the_dataset_fails_before_training() -> None:
         train(ClassifierParams(batch_size=64), split, None, torch.device("cpu"))
 
 
-@pytest.mark.parametrize("stage", ["train_classifier", "train_sr", "evaluate", "export_onnx"])
+@pytest.mark.parametrize(
+    "stage",
+    ["train_classifier", "train_sr 3", "evaluate", "evaluate_sr 3", "export_onnx", "export_sr 3"],
+)
 def test_a_stage_with_a_bad_param_exits_with_one_line(tmp_path: Path, stage: str) -> None:
     _write(tmp_path, lambda p: p["classifier"].update(lr=-0.5))
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}"}
-    result = subprocess.run(
-        [sys.executable, "-m", f"stages.{stage}"], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    result = _run_stage(tmp_path, *stage.split())
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == ["error: classifier.lr must be > 0, got -0.5"]
     assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train_sr"], "error: usage: python -m stages.train_sr SCALE (one of sr.scales [2, 3, 4])"),
+        (["evaluate_sr", "x3"], "error: usage: python -m stages.evaluate_sr SCALE (one of sr.scales [2, 3, 4])"),
+        (["export_sr", "8"], "error: scale 8 is not in sr.scales [2, 3, 4]"),
+    ],
+)
+def test_a_per_scale_stage_with_a_bad_scale_exits_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    _write(tmp_path, lambda p: None)
+    result = _run_stage(tmp_path, *args)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [message]
+
+
+def _run_stage(cwd: Path, stage: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}"}
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )

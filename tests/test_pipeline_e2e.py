@@ -30,14 +30,17 @@ def _ran(result: subprocess.CompletedProcess[str]) -> set[str]:
 def test_repro_builds_every_declared_output(repo: Path) -> None:
     result = _dvc(repo, "repro")
     assert _ran(result) == {
-        "fetch_cifar10", "fetch_bsds300", "train_classifier", "train_sr", "evaluate", "export_onnx", "dream_gallery",
+        "fetch_cifar10", "fetch_bsds300", "train_classifier", "evaluate", "export_onnx", "dream_gallery",
+        "train_sr@2", "train_sr@3", "evaluate_sr@2", "evaluate_sr@3", "export_sr@2", "export_sr@3",
     }  # fmt: skip
 
     for out in (
         "data/cifar10/cifar-10-batches-bin/test_batch.bin", "data/bsds300/BSDS300/images/test",
-        "models/classifier.pt", "models/sr_x3.pt", "models/classifier.onnx", "models/sr_x3.onnx",
-        "plots/confusion.csv", "plots/sr_comparison.png", "plots/dream_gallery.png",
-        "dvclive/classifier/plots/metrics/test_acc.tsv", "dvclive/sr/plots/metrics/train_psnr.tsv",
+        "models/classifier.pt", "models/classifier.onnx", "plots/confusion.csv", "plots/dream_gallery.png",
+        *(f"models/sr_x{s}.{ext}" for s in (2, 3) for ext in ("pt", "onnx")),
+        *(f"plots/sr_x{s}_comparison.png" for s in (2, 3)),
+        *(f"dvclive/sr_x{s}/plots/metrics/train_psnr.tsv" for s in (2, 3)),
+        "dvclive/classifier/plots/metrics/test_acc.tsv",
     ):  # fmt: skip
         assert (repo / out).exists(), out
 
@@ -46,14 +49,16 @@ def test_repro_builds_every_declared_output(repo: Path) -> None:
     assert set(classifier["per_class_accuracy"]) == set(cifar10.CLASSES)
     assert classifier["test_images"] == 200 and classifier["generated_sample_data"] is True
 
-    sr = json.loads((repo / "metrics/sr.json").read_text())
-    assert sr["scale"] == 3 and sr["generated_sample_data"] is True
-    for key in ("psnr_model", "psnr_bicubic", "ssim_model", "ssim_bicubic", "psnr_gain"):
-        assert isinstance(sr["bsds300_test"][key], float), key
+    for scale in (2, 3):
+        sr = json.loads((repo / f"metrics/sr_x{scale}.json").read_text())
+        assert sr["scale"] == scale and sr["generated_sample_data"] is True
+        for key in ("psnr_model", "psnr_bicubic", "ssim_model", "ssim_bicubic", "psnr_gain"):
+            assert isinstance(sr["bsds300_test"][key], float), key
 
-    export = json.loads((repo / "metrics/export.json").read_text())
-    assert set(export["max_abs_diff"]) == {"classifier", "sr_x3"}
-    assert all(d <= export["tolerance"] for d in export["max_abs_diff"].values())
+    for report, name in (("export", "classifier"), ("export_sr_x2", "sr_x2"), ("export_sr_x3", "sr_x3")):
+        export = json.loads((repo / f"metrics/{report}.json").read_text())
+        assert set(export["max_abs_diff"]) == {name}
+        assert export["max_abs_diff"][name] <= export["tolerance"]
 
     confusion = (repo / "plots/confusion.csv").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) == 201
@@ -85,13 +90,14 @@ def test_a_param_change_reruns_only_what_depends_on_it_and_shows_in_diffs(repo: 
     assert "train_loss" in live
 
     plots = json.loads(_dvc(repo, "plots", "show", "--json").stdout)
-    assert {"plots/confusion.csv", "plots/sr_comparison.png", "plots/dream_gallery.png"} <= set(plots["data"])
+    assert {"plots/confusion.csv", "plots/sr_x3_comparison.png", "plots/dream_gallery.png"} <= set(plots["data"])
 
 
 def test_export_outside_tolerance_fails_and_leaves_no_onnx(repo: Path) -> None:
     _edit_params(repo, {"export": {"tolerance": 1e-15}})
-    result = _dvc(repo, "repro", "export_onnx", check=False)
-    assert result.returncode != 0
-    assert "ONNX Runtime differs from PyTorch" in result.stderr + result.stdout
-    assert not list((repo / "models").glob("*.onnx"))
+    for stage, onnx in (("export_onnx", "classifier.onnx"), ("export_sr@3", "sr_x3.onnx")):
+        result = _dvc(repo, "repro", stage, check=False)
+        assert result.returncode != 0
+        assert "ONNX Runtime differs from PyTorch" in result.stderr + result.stdout
+        assert not (repo / "models" / onnx).exists()
     _git(repo, "checkout", "params.yaml")

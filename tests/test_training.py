@@ -58,10 +58,10 @@ def test_sr_training_improves_on_its_starting_point(tmp_path, tiny_archives) -> 
     path, md5 = tiny_archives["bsds300"]
     fetch(Source(str(path), md5, "data.bsds300"), tmp_path)
     images = load_folder(bsds_split_dir(tmp_path, "train"))
-    p = SRParams(scale=3, channels=16, patch_size=16, patches_per_epoch=512, batch_size=32, epochs=6, lr=3e-3)
+    p = SRParams(arch="espcn", channels=16, patch_size=16, patches_per_epoch=512, batch_size=32, epochs=6, lr=3e-3)
     torch.manual_seed(p.seed)
-    untrained = build_sr(sr_model_config(p)).eval()
-    result = train_sr(p, images, CPU)
+    untrained = build_sr(sr_model_config(p, 3)).eval()
+    result = train_sr(p, 3, images, CPU)
     before = sr_scores(untrained, images, 3, "untrained")["psnr_model"]
     after = sr_scores(result.model, images, 3, "trained")["psnr_model"]
     assert after > before + 1.0

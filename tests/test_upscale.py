@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnnpipe.nets import ESPCN
+from cnnpipe.nets import ESPCN, ResSR
 from cnnpipe.sr import model_upscale, torch_luma, upscale, upscale_luma_tiled
 
 
@@ -15,6 +15,17 @@ def luma():
     torch.manual_seed(0)
     net = ESPCN(scale=3, channels=16).eval()
     with torch.no_grad():  # make the untrained net non-trivial so seams would show
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return net
+
+
+@pytest.fixture(scope="module")
+def deep():
+    """The default SR architecture (receptive-field radius 11 here), made non-trivial."""
+    torch.manual_seed(0)
+    net = ResSR(scale=2, channels=8, blocks=4).eval()
+    with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
     return net
@@ -73,3 +84,21 @@ def test_a_one_pixel_image(luma) -> None:
 def test_bad_layout_is_refused(luma) -> None:
     with pytest.raises(ValueError, match="expected uint8"):
         upscale(np.zeros((4, 4, 2), np.uint8), 3, torch_luma(luma))
+
+
+def test_deep_net_tiled_with_its_context_equals_untiled(deep) -> None:
+    image = _image(75, 58)
+    untiled = upscale(image, 2, torch_luma(deep), tile=1024)
+    tiled = upscale(image, 2, torch_luma(deep), tile=24, overlap=deep.context)
+    assert np.abs(tiled.astype(int) - untiled.astype(int)).max() <= 1
+    y = np.random.default_rng(0).random((75, 58), dtype=np.float32)
+    whole = torch_luma(deep)(y[None, None])[0, 0]
+    assert np.abs(upscale_luma_tiled(y, 2, torch_luma(deep), tile=24, overlap=deep.context) - whole).max() < 1e-5
+    # one pixel less context than the receptive field and the tile borders show
+    assert np.abs(upscale_luma_tiled(y, 2, torch_luma(deep), tile=24, overlap=deep.context - 1) - whole).max() > 1e-6
+
+
+def test_the_evaluation_path_tiles_with_the_models_context(deep) -> None:
+    lr = torch.from_numpy(_image(50, 61)).permute(2, 0, 1)[None]
+    tiled, whole = model_upscale(deep, lr, 2, tile=16), model_upscale(deep, lr, 2)
+    assert (tiled.int() - whole.int()).abs().max() <= 1

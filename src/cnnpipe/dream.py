@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnpipe.backbones import Backbone
-from cnnpipe.device import autocast
+from cnnpipe.device import autocast, native_bf16
 from cnnpipe.errors import CnnpipeError
 
 
@@ -135,12 +135,6 @@ def _gradient(
     return grad
 
 
-def _bf16_default(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return True
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 def dream_tensor(
     image: torch.Tensor,
     backbone: Backbone,
@@ -151,7 +145,7 @@ def dream_tensor(
     _, _, height, width = image.shape
     weights = validate(params, backbone, height, width)
     device = image.device
-    bf16 = _bf16_default(device) if params.bf16 is None else params.bf16
+    bf16 = native_bf16(device) if params.bf16 is None else params.bf16
     generator = torch.Generator().manual_seed(params.seed)
     sizes = pyramid_sizes(height, width, params.octaves, params.octave_scale)
     total = params.octaves * params.steps

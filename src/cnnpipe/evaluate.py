@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +53,24 @@ def _y(images_uint8: torch.Tensor) -> torch.Tensor:
     return rgb_to_y(to_float(images_uint8))
 
 
-def sr_scores(model: nn.Module, images: list[np.ndarray], scale: int, desc: str) -> dict[str, float]:
-    """Mean PSNR/SSIM (Y channel, ``scale`` px shaved) of the model and of bicubic."""
+Upscaler = Callable[[torch.Tensor], torch.Tensor]
+"""uint8 1×3×h×w LR RGB → uint8 1×3×(h·s)×(w·s): a model's whole inference path."""
+
+
+def sr_scores(model: nn.Module | Upscaler, images: list[np.ndarray], scale: int, desc: str) -> dict[str, float]:
+    """Mean PSNR/SSIM (Y channel, ``scale`` px shaved) of the model and of bicubic.
+
+    ``model`` is one of our nets (run through :func:`cnnpipe.sr.model_upscale`) or any
+    :data:`Upscaler`, so a peer's own inference path is scored by exactly the same protocol.
+    """
+    run = (lambda lr: model_upscale(model, lr, scale)) if isinstance(model, nn.Module) else model
     rows = []
     for image in progress(images, desc=desc, leave=False):
         hr = crop_to_multiple(hwc_to_nchw(image), scale)
         lr = downscale(hr, scale)
         hr_y = shave(_y(hr), scale)
         row = {}
-        for method, sr in (("bicubic", bicubic_upscale(lr, scale)), ("model", model_upscale(model, lr, scale))):
+        for method, sr in (("bicubic", bicubic_upscale(lr, scale)), ("model", run(lr))):
             out_y = shave(_y(sr), scale)
             row[f"psnr_{method}"] = psnr(out_y, hr_y)
             row[f"ssim_{method}"] = ssim(out_y, hr_y)

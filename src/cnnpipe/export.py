@@ -15,7 +15,9 @@ import onnx
 import torch
 from torch import nn
 
+from cnnpipe.errors import CnnpipeError
 from cnnpipe.inference import ort_session
+from cnnpipe.params import ExportParams
 
 
 def export(
@@ -65,3 +67,35 @@ def max_abs_diff(model: nn.Module, path: Path, inputs: list[torch.Tensor]) -> fl
                 raise AssertionError(f"{path}: ONNX output shape {got.shape} != PyTorch {expected.shape}")
             worst = max(worst, float(np.max(np.abs(got - expected))))
     return worst
+
+
+def export_checked(
+    name: str,
+    model: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    dynamic: dict[int, str],
+    settings: ExportParams,
+    metadata: dict[str, Any],
+    checks: list[torch.Tensor],
+    report: Path,
+) -> float:
+    """:func:`export`, then the parity check; a model off by more than ``export.tolerance`` is
+    deleted (no half-trusted file is left for serving to pick up) and the stage fails.
+
+    Writes ``report`` (a DVC metric: the max |diff|, tolerance and opset) either way.
+    """
+    export(model, example, path, dynamic, settings.opset, metadata)
+    diff = max_abs_diff(model, path, checks)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(
+        json.dumps({"max_abs_diff": {name: diff}, "tolerance": settings.tolerance, "opset": settings.opset}, indent=2)
+        + "\n"
+    )
+    print(f"{name}: ONNX Runtime vs PyTorch max |diff| = {diff:.3g} (tolerance {settings.tolerance:g})")
+    if diff > settings.tolerance:
+        path.unlink(missing_ok=True)
+        raise CnnpipeError(
+            f"{name}: ONNX Runtime differs from PyTorch by {diff:.3g} > export.tolerance {settings.tolerance:g}"
+        )
+    return diff

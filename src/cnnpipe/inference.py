@@ -20,6 +20,7 @@ from cnnpipe import __version__
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.imagecodec import DecodedImage, RequestError, decode_image, encode_png
 from cnnpipe.images import center_square
+from cnnpipe.sr import DEFAULT_OVERLAP
 
 CLASSIFIER_FILE = "classifier.onnx"
 
@@ -105,7 +106,7 @@ def find_models(models_dir: Path) -> tuple[Path, list[Path]]:
     if not classifier_path.is_file() or not sr_paths:
         raise ModelsMissing(
             f"no exported models in {Path(models_dir).resolve()} (need {CLASSIFIER_FILE} and sr_x*.onnx): "
-            "run `dvc repro export_onnx` (or `dvc pull`), or set CNNPIPE_MODELS_DIR"
+            "run `dvc repro export_onnx export_sr` (or `dvc pull`), or set CNNPIPE_MODELS_DIR"
         )
     return classifier_path, sr_paths
 
@@ -136,10 +137,13 @@ class InferenceCore:
         self.input_size = int(self.classifier.get_inputs()[0].shape[-1])
         self.models = [ModelInfo("classifier", classifier_path.name, _sha256(classifier_path))]
         self.sr: dict[int, ort.InferenceSession] = {}
+        self.sr_context: dict[int, int] = {}  # LR receptive-field radius = the tile overlap needed
         for path in sr_paths:
             session = ort_session(path, threads)
-            scale = int(_metadata(session).get("scale", path.stem.removeprefix("sr_x")))
+            meta = _metadata(session)
+            scale = int(meta.get("scale", path.stem.removeprefix("sr_x")))
             self.sr[scale] = session
+            self.sr_context[scale] = int(meta.get("context", DEFAULT_OVERLAP))
             self.models.append(ModelInfo(f"sr_x{scale}", path.name, _sha256(path)))
         self.dream_backbone_name = dream_backbone
         self._backbone = None  # loaded on first DeepDream request (PyTorch)
@@ -216,7 +220,7 @@ class InferenceCore:
             layout = pixels if image.alpha is None else np.dstack([np.repeat(pixels[..., None], 3, 2), image.alpha])
         else:
             layout = image.rgb if image.alpha is None else np.dstack([image.rgb, image.alpha])
-        out = upscale(layout, scale, self._luma(scale))
+        out = upscale(layout, scale, self._luma(scale), overlap=self.sr_context[scale])
         if out.ndim == 2:
             png = encode_png(out[..., None], grey=True)
         else:

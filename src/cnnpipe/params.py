@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -19,6 +19,9 @@ from cnnpipe.errors import ParamError
 from cnnpipe.fetch import Source
 
 T = TypeVar("T")
+
+AutoBool = bool | Literal["auto"]
+"""true, false or "auto" (decided by the hardware at run time)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class ClassifierParams:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     label_smoothing: float = 0.2
-    bf16: bool = True
+    bf16: AutoBool = "auto"  # bf16 autocast; auto = CUDA or a CPU with native bf16
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
     tta: bool = True  # test-time flip averaging when measuring accuracy
     compile: bool = False  # torch.compile (falls back to eager where it cannot run)
@@ -53,14 +56,17 @@ class ClassifierParams:
 
 @dataclass(frozen=True)
 class SRParams:
-    scale: int = 3
-    arch: str = "espcn"
-    channels: int = 64
-    patch_size: int = 24
-    patches_per_epoch: int = 8192
-    epochs: int = 30
-    batch_size: int = 64
+    scales: list[int] = field(default_factory=lambda: [2, 3, 4])  # one model per scale
+    arch: str = "ressr"
+    channels: int = 48
+    blocks: int = 8  # residual blocks (ressr only)
+    patch_size: int = 32  # LR patch side; the HR patch is patch_size × scale
+    patches_per_epoch: int = 4096
+    epochs: int = 12
+    batch_size: int = 32
     lr: float = 1e-3
+    loss: str = "l1"  # l1 | mse
+    bf16: AutoBool = "auto"
     seed: int = 0
 
 
@@ -114,7 +120,14 @@ def _coerce(value: Any, kind: Any, name: str) -> Any:
     if origin is list:
         if not isinstance(value, list) or not value:
             raise ParamError(f"{name} must be a non-empty list, got {value!r}")
-        return [str(v) for v in value]
+        (item,) = typing.get_args(kind)
+        if item is str:
+            return [str(v) for v in value]
+        return [_coerce(v, item, f"{name}[{i}]") for i, v in enumerate(value)]
+    if kind == AutoBool:
+        if not isinstance(value, bool) and value != "auto":
+            raise ParamError(f"{name} must be true, false or auto, got {value!r}")
+        return value
     if origin is dict:
         if not isinstance(value, dict):
             raise ParamError(f"{name} must be a mapping, got {value!r}")
@@ -190,8 +203,13 @@ def validate(p: Params) -> Params:
     _require(c.max_train_images >= 0, f"classifier.max_train_images must be >= 0, got {c.max_train_images}")
     s = p.sr
     _require(s.arch in SR_ARCHS, f"sr.arch must be one of {sorted(SR_ARCHS)}, got {s.arch!r}")
-    _require(s.scale in (2, 3, 4), f"sr.scale must be 2, 3 or 4, got {s.scale}")
+    _require(
+        all(k in (2, 3, 4) for k in s.scales) and len(set(s.scales)) == len(s.scales),
+        f"sr.scales must be distinct values of 2, 3 and 4, got {s.scales}",
+    )
     _require(s.channels >= 2, f"sr.channels must be >= 2, got {s.channels}")
+    _require(s.blocks >= 1, f"sr.blocks must be >= 1, got {s.blocks}")
+    _require(s.loss in ("l1", "mse"), f"sr.loss must be l1 or mse, got {s.loss!r}")
     _require(s.patch_size >= 4, f"sr.patch_size must be >= 4, got {s.patch_size}")
     _require(s.patches_per_epoch >= s.batch_size, "sr.patches_per_epoch must be >= sr.batch_size")
     _require(s.epochs >= 1, f"sr.epochs must be >= 1, got {s.epochs}")
@@ -223,3 +241,27 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise ParamError(f"{path} must hold a mapping at the top level")
     return validate(_build(Params, raw, ""))
+
+
+def section_with_overrides(cls: type[T], prefix: str, overrides: list[str], path: Path | str = "params.yaml") -> T:
+    """One section of ``params.yaml`` (defaults if absent) with ``key=value`` overrides applied, each
+    value read as YAML (``bf16=false``, ``scales=[2,3]``) and checked like the pipeline's own params.
+    For benchmarks, which explore params without editing the file."""
+    path = Path(path)
+    raw = dict((yaml.safe_load(path.read_text()) or {}).get(prefix, {})) if path.is_file() else {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ParamError(f"expected key=value, got {item!r}")
+        raw[key] = yaml.safe_load(value)
+    return _build(cls, raw, prefix)
+
+
+def scale_argument(argv: list[str], params: Params, stage: str) -> int:
+    """The SCALE argument of a per-scale stage, checked against ``sr.scales``."""
+    if len(argv) != 1 or not argv[0].isdigit():
+        raise ParamError(f"usage: python -m stages.{stage} SCALE (one of sr.scales {params.sr.scales})")
+    scale = int(argv[0])
+    if scale not in params.sr.scales:
+        raise ParamError(f"scale {scale} is not in sr.scales {params.sr.scales}")
+    return scale

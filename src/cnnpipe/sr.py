@@ -29,9 +29,17 @@ def bicubic_upscale(lr_uint8: torch.Tensor, scale: int) -> torch.Tensor:
     return to_uint8(resize_bicubic(to_float(lr_uint8), (h * scale, w * scale)))
 
 
-def model_upscale(model: nn.Module, lr_uint8: torch.Tensor, scale: int) -> torch.Tensor:
+DEFAULT_OVERLAP = 24
+"""LR context pixels around each tile: at least the network's receptive-field radius (``context``
+of the nets in :mod:`cnnpipe.nets`, stored in the ONNX metadata), or tiles would show seams."""
+
+
+def model_upscale(model: nn.Module, lr_uint8: torch.Tensor, scale: int, tile: int = 1 << 16) -> torch.Tensor:
     """uint8 N×3×h×w RGB → uint8 N×3×(h·s)×(w·s) through :func:`upscale` (the serving path too)."""
-    images = [upscale(img.permute(1, 2, 0).numpy(), scale, torch_luma(model), tile=1 << 16) for img in lr_uint8]
+    overlap = getattr(model, "context", DEFAULT_OVERLAP)
+    images = [
+        upscale(img.permute(1, 2, 0).numpy(), scale, torch_luma(model), tile=tile, overlap=overlap) for img in lr_uint8
+    ]
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
 
 
@@ -47,7 +55,9 @@ def torch_luma(model: nn.Module) -> LumaModel:
     return run
 
 
-def upscale_luma_tiled(y: np.ndarray, scale: int, luma: LumaModel, tile: int = 256, overlap: int = 8) -> np.ndarray:
+def upscale_luma_tiled(
+    y: np.ndarray, scale: int, luma: LumaModel, tile: int = 256, overlap: int = DEFAULT_OVERLAP
+) -> np.ndarray:
     """Run ``luma`` on an h×w plane tile by tile; output (h·s)×(w·s), equal to one untiled call.
 
     Each tile is cut with ``overlap`` extra LR pixels of real context on every side (fewer at the
@@ -69,7 +79,9 @@ def upscale_luma_tiled(y: np.ndarray, scale: int, luma: LumaModel, tile: int = 2
     return out
 
 
-def upscale(image: np.ndarray, scale: int, luma: LumaModel, tile: int = 256, overlap: int = 8) -> np.ndarray:
+def upscale(
+    image: np.ndarray, scale: int, luma: LumaModel, tile: int = 256, overlap: int = DEFAULT_OVERLAP
+) -> np.ndarray:
     """Super-resolve a uint8 image of any size: H×W (grey), H×W×3 (RGB) or H×W×4 (RGBA).
 
     Luma goes through the model (tiled, so memory is bounded by ``tile``, not the image);

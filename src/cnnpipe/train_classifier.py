@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from cnnpipe import cifar10
 from cnnpipe.augment import random_crop, random_flip
-from cnnpipe.device import autocast, seed_everything
+from cnnpipe.device import autocast, seed_everything, use_bf16
 from cnnpipe.distributed import World, barrier
 from cnnpipe.errors import ParamError
 from cnnpipe.nets import atomic_torch_save, build_classifier
@@ -69,7 +69,7 @@ def predict_logits(
 
 
 def accuracy(model: nn.Module, split: cifar10.Split, device: torch.device, p: ClassifierParams) -> float:
-    logits = predict_logits(model, torch.from_numpy(split.images), device, bf16=p.bf16, tta=p.tta)
+    logits = predict_logits(model, torch.from_numpy(split.images), device, bf16=use_bf16(p.bf16, device), tta=p.tta)
     return (logits.argmax(1) == torch.from_numpy(split.labels)).float().mean().item()
 
 
@@ -136,6 +136,7 @@ def train(
     if p.batch_size % world.size:
         raise ParamError(f"classifier.batch_size ({p.batch_size}) must be divisible by the {world.size} processes")
     generator = seed_everything(p.seed)
+    bf16 = use_bf16(p.bf16, device)
     images, labels = images.to(device), labels.to(device)
     config = model_config(p, classes)
     model = build_classifier(config).to(device).to(memory_format=torch.channels_last)
@@ -166,7 +167,7 @@ def train(
 
     net: nn.Module = DistributedDataParallel(model) if world.distributed else model
     if p.compile:
-        net = _compiled(net, images[: min(len(images), 2)].float().div(255), device, p.bf16)
+        net = _compiled(net, images[: min(len(images), 2)].float().div(255), device, bf16)
     shard = p.batch_size // world.size
 
     for epoch in range(first_epoch, p.epochs + 1):
@@ -183,7 +184,7 @@ def train(
             x = random_flip(random_crop(images[idx], 4, generator), generator)[world.rank :: world.size]
             x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
             y = labels[idx][world.rank :: world.size]
-            with autocast(device, p.bf16):
+            with autocast(device, bf16):
                 logits = net(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=p.label_smoothing)
             optimizer.zero_grad(set_to_none=True)

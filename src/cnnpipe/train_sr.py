@@ -2,7 +2,8 @@
 
 Each epoch draws random HR patches from the training images (vectorised per image, not per
 patch), applies a random flip/rot90, makes the LR input with the same antialiased bicubic the
-evaluation uses (quantised to 8 bits, as a real image file would be) and fits an L1 or MSE loss.
+evaluation uses (quantised to 8 bits, as a real image file would be) and fits an L1 or MSE loss
+with Adam and a cosine decay. One call trains one scale; the DVC stage runs once per scale.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch import nn
 
 from cnnpipe.augment import random_dihedral
 from cnnpipe.color import hwc_to_nchw, resize_bicubic, rgb_to_y, to_float
-from cnnpipe.device import seed_everything
+from cnnpipe.device import autocast, seed_everything, use_bf16
 from cnnpipe.errors import DataError
 from cnnpipe.nets import build_sr
 from cnnpipe.params import SRParams
@@ -36,8 +37,11 @@ class TrainedSR:
     history: list[dict[str, float]]
 
 
-def model_config(p: SRParams) -> dict[str, Any]:
-    return {"arch": p.arch, "scale": p.scale, "channels": p.channels, "channel": "Y (BT.601)"}
+def model_config(p: SRParams, scale: int) -> dict[str, Any]:
+    config = {"arch": p.arch, "scale": scale, "channels": p.channels, "channel": "Y (BT.601)"}
+    if p.arch == "ressr":
+        config["blocks"] = p.blocks
+    return config
 
 
 def luma_planes(images: list[np.ndarray]) -> list[torch.Tensor]:
@@ -73,36 +77,58 @@ def degrade(hr: torch.Tensor, scale: int) -> torch.Tensor:
     return lr.clamp(0, 1).mul(255).round().div(255)
 
 
+LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
+
+
+def warmup_cosine(total: int, warmup_fraction: float = 0.05) -> Callable[[int], float]:
+    """LR factor: linear warm-up over the first 5% of steps, then cosine decay to 0.
+
+    The warm-up matters: the output conv starts at zero (the net starts as bicubic), and Adam's
+    first full-size steps on it would throw the output far off before the features settle.
+    """
+    warmup = max(1, int(warmup_fraction * total))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(step - warmup, total - warmup) / max(1, total - warmup)))
+
+    return factor
+
+
 def train(
     p: SRParams,
+    scale: int,
     images: list[np.ndarray],
     device: torch.device,
     on_epoch: EpochCallback | None = None,
 ) -> TrainedSR:
+    """Train a ×``scale`` model from ``p`` on the luma of ``images`` (uint8 RGB)."""
     generator = seed_everything(p.seed)
     planes = luma_planes(images)
-    config = model_config(p)
-    model = build_sr(config).to(device)
+    config = model_config(p, scale)
+    model = build_sr(config).to(device).to(memory_format=torch.channels_last)
+    bf16 = use_bf16(p.bf16, device)
+    loss_fn = LOSSES[p.loss]
     optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
     steps_per_epoch = p.patches_per_epoch // p.batch_size
     total = steps_per_epoch * p.epochs
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
-    )
-    hr_size = p.patch_size * p.scale
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total))
+    hr_size = p.patch_size * scale
     history: list[dict[str, float]] = []
     for epoch in range(1, p.epochs + 1):
         started = time.perf_counter()
         model.train()
         hr = random_dihedral(sample_patches(planes, p.patches_per_epoch, hr_size, generator), generator)
-        lr = degrade(hr, p.scale)
+        lr = degrade(hr, scale)
         loss_sum, mse_sum = 0.0, 0.0
-        bar = progress(range(steps_per_epoch), desc=f"sr x{p.scale} epoch {epoch}/{p.epochs}", leave=False)
+        bar = progress(range(steps_per_epoch), desc=f"sr x{scale} epoch {epoch}/{p.epochs}", leave=False)
         for step in bar:
             sl = slice(step * p.batch_size, (step + 1) * p.batch_size)
-            x, y = lr[sl].to(device), hr[sl].to(device)
-            out = model(x)
-            loss = F.mse_loss(out, y)
+            x, y = lr[sl].to(device).contiguous(memory_format=torch.channels_last), hr[sl].to(device)
+            with autocast(device, bf16):
+                out = model(x).float()
+            loss = loss_fn(out, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
