@@ -99,3 +99,28 @@ def _run_stage(cwd: Path, stage: str, *args: str) -> subprocess.CompletedProcess
     return subprocess.run(
         [sys.executable, "-m", f"stages.{stage}", *args], cwd=cwd, env=env, capture_output=True, text=True
     )
+
+
+def test_bf16_takes_true_false_or_auto(tmp_path: Path) -> None:
+    import torch
+
+    from cnnpipe.device import native_bf16, use_bf16
+
+    for value in (True, False, "auto"):
+        assert load_params(_write(tmp_path, lambda p, v=value: p["sr"].update(bf16=v))).sr.bf16 == value
+    cpu = torch.device("cpu")
+    assert use_bf16(True, cpu) is True and use_bf16(False, cpu) is False
+    assert use_bf16("auto", cpu) == native_bf16(cpu)
+
+
+def test_benchmark_overrides_are_read_as_yaml_and_validated(tmp_path: Path) -> None:
+    from cnnpipe.params import ClassifierParams, SRParams, section_with_overrides
+
+    path = _write(tmp_path, lambda p: None)
+    p = section_with_overrides(SRParams, "sr", ["scales=[2, 3]", "bf16=false", "lr=2e-3"], path)
+    assert (p.scales, p.bf16, p.lr) == ([2, 3], False, 0.002)
+    assert section_with_overrides(ClassifierParams, "classifier", ["width=16"], path).width == 16
+    with pytest.raises(ParamError, match=r"classifier\.width must be an integer"):
+        section_with_overrides(ClassifierParams, "classifier", ["width=wide"], path)
+    with pytest.raises(ParamError, match="expected key=value"):
+        section_with_overrides(ClassifierParams, "classifier", ["width"], path)

@@ -1,5 +1,7 @@
 """Short real trainings on the generated sample: they must learn, not just run."""
 
+import itertools
+
 import torch
 
 from cnnpipe import cifar10
@@ -11,7 +13,7 @@ from cnnpipe.nets import build_sr
 from cnnpipe.params import ClassifierParams, SRParams
 from cnnpipe.train_classifier import train as train_classifier
 from cnnpipe.train_sr import model_config as sr_model_config
-from cnnpipe.train_sr import sample_patches
+from cnnpipe.train_sr import sample_patches, warmup_cosine
 from cnnpipe.train_sr import train as train_sr
 
 CPU = torch.device("cpu")
@@ -66,3 +68,21 @@ def test_sr_training_improves_on_its_starting_point(tmp_path, tiny_archives) -> 
     after = sr_scores(result.model, images, 3, "trained")["psnr_model"]
     assert after > before + 1.0
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_sr_schedule_warms_up_then_decays_to_zero() -> None:
+    factor = warmup_cosine(1000)
+    values = [factor(s) for s in range(1000)]
+    assert values[0] == 1 / 50 and values[49] == 1.0  # 5% warm-up, linear
+    assert all(a >= b for a, b in itertools.pairwise(values[49:]))
+    assert values[-1] < 1e-4 and factor(5000) == 0.0
+
+
+def test_ressr_training_beats_bicubic_on_its_training_images(tmp_path, tiny_archives) -> None:
+    path, md5 = tiny_archives["bsds300"]
+    fetch(Source(str(path), md5, "data.bsds300"), tmp_path)
+    images = load_folder(bsds_split_dir(tmp_path, "train"))
+    p = SRParams(channels=16, blocks=2, patch_size=16, patches_per_epoch=256, batch_size=16, epochs=3, lr=2e-3)
+    result = train_sr(p, 2, images, CPU)
+    scores = sr_scores(result.model, images, 2, "trained")
+    assert scores["psnr_model"] > scores["psnr_bicubic"] + 0.1  # starts exactly at bicubic, then improves

@@ -6,6 +6,7 @@ work with one line naming the param (``classifier.lr must be > 0, got -1``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -143,6 +144,9 @@ def _coerce(value: Any, kind: Any, name: str) -> Any:
             raise ParamError(f"{name} must be an integer, got {value!r}")
         return value
     if kind is float:
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 2e-3 as a string; YAML 1.2 and DVC do not
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ParamError(f"{name} must be a number, got {value!r}")
         return float(value)
