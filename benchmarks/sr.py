@@ -155,15 +155,20 @@ def onnx_speed(model: nn.Module, scale: int, size: tuple[int, int], seconds: flo
     return count * size[0] * size[1] * scale * scale / elapsed / 1e6
 
 
+# VmHWM (the peak RSS of this process image), not getrusage's ru_maxrss: Linux carries ru_maxrss
+# over exec, so a child started by a big parent would report the parent's peak.
 _MEMORY_PROBE = """
-import resource, sys, numpy as np
+import sys, numpy as np
 from cnnpipe.inference import ort_session
 from cnnpipe.sr import upscale
+def peak_kb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 session = ort_session(sys.argv[1])
 image = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kb()
 out = upscale(image, 2, lambda y: session.run(None, {"input": y})[0], overlap=int(sys.argv[2]))
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = peak_kb()
 print(out.shape, before, after)
 """
 
@@ -190,7 +195,7 @@ def main() -> None:
     parser.add_argument("--test", type=Path, help="BSDS300 test folder")
     parser.add_argument("--set5", type=Path)
     parser.add_argument("--set14", type=Path)
-    parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--scales", type=int, nargs="*", default=[2, 3, 4], help="none: speed and memory only")
     parser.add_argument("--budget", type=float, default=20.0, help="training minutes per scale (ours)")
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--set", nargs="*", default=[], help="SR params, e.g. channels=48 blocks=8")
@@ -199,7 +204,7 @@ def main() -> None:
 
     p = section_with_overrides(SRParams, "sr", args.set)
     print(describe_hardware())
-    train_images = load_folder(args.train)
+    train_images = load_folder(args.train) if args.scales else []
     named = (("Set5", args.set5), ("Set14", args.set14), ("BSDS300-test", args.test))
     sets = {name: load_folder(folder) for name, folder in named if folder}
     listing = ", ".join(f"{k} ({len(v)})" for k, v in sets.items())
