@@ -53,7 +53,7 @@ def sample_patches(planes: list[torch.Tensor], count: int, size: int, generator:
     """``count`` random size×size crops, drawn uniformly over images, as N×1×size×size."""
     usable = [i for i, p in enumerate(planes) if min(p.shape[-2:]) >= size]
     if not usable:
-        raise DataError(f"no training image is at least {size}×{size} pixels (sr.patch_size × sr.scale)")
+        raise DataError(f"no training image is at least {size}×{size} pixels (sr.patch_size × the scale)")
     owner = torch.tensor(usable)[torch.randint(len(usable), (count,), generator=generator)]
     patches = []
     offsets = torch.arange(size)
