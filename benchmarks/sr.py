@@ -23,6 +23,7 @@ the peak memory of upscaling a 1920×1080 image ×2 through the tiled library ``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import resource
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,7 @@ from torch import nn
 
 from cnnpipe.device import describe_hardware
 from cnnpipe.evaluate import sr_scores
-from cnnpipe.export import export
+from cnnpipe.export import SR_DYNAMIC_AXES, export
 from cnnpipe.images import load_folder
 from cnnpipe.inference import ort_session
 from cnnpipe.nets import build_sr
@@ -138,11 +140,18 @@ def fitted_epochs(p: SRParams, scale: int, images: list[np.ndarray], budget_s: f
     return max(1, int(budget_s / epoch_s)), epoch_s
 
 
+@contextlib.contextmanager
+def exported(model: nn.Module) -> Iterator[Path]:
+    """``model`` as a temporary ONNX file, exported the way the pipeline's export_sr stage does."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sr.onnx"
+        export(model, torch.rand(2, 1, 24, 24), path, SR_DYNAMIC_AXES, 18, {})
+        yield path
+
+
 def onnx_speed(model: nn.Module, scale: int, size: tuple[int, int], seconds: float = 5.0) -> float:
     """Output megapixels/s of ``upscale`` on an RGB image of ``size`` (h, w) with ONNX Runtime."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"sr_x{scale}.onnx"
-        export(model, torch.rand(2, 1, 24, 24), path, {0: "batch", 2: "height", 3: "width"}, 18, {})
+    with exported(model) as path:
         session = ort_session(path)
         luma = lambda y: session.run(None, {"input": y})[0]  # noqa: E731
         image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
@@ -175,9 +184,7 @@ print(out.shape, before, after)
 
 def peak_memory_1080p_x2(model: nn.Module) -> tuple[float, float]:
     """(peak RSS MB of a fresh process upscaling 1920×1080 ×2, of which MB grew during it)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "sr_x2.onnx"
-        export(model, torch.rand(2, 1, 24, 24), path, {0: "batch", 2: "height", 3: "width"}, 18, {})
+    with exported(model) as path:
         out = subprocess.run(
             [sys.executable, "-c", _MEMORY_PROBE, str(path), str(model.context)],
             capture_output=True, text=True, check=True,

@@ -15,7 +15,7 @@ import torch
 from cnnpipe import __version__
 from cnnpipe.color import hwc_to_nchw, rgb_to_y, to_float
 from cnnpipe.errors import exit_on_user_error
-from cnnpipe.export import export_checked
+from cnnpipe.export import SR_DYNAMIC_AXES, export_checked
 from cnnpipe.images import bsds_split_dir, list_images, read_rgb
 from cnnpipe.nets import load_sr
 from cnnpipe.params import load_params, scale_argument
@@ -31,7 +31,7 @@ def main(argv: list[str]) -> None:
     image = read_rgb(list_images(bsds_split_dir(Path("data/bsds300"), "test"))[0])
     export_checked(
         f"sr_x{scale}", model, torch.rand(2, 1, 24, 24, generator=gen), Path(f"models/sr_x{scale}.onnx"),
-        {0: "batch", 2: "height", 3: "width"}, params.export,
+        SR_DYNAMIC_AXES, params.export,
         {"task": "super_resolution", "scale": scale, "context": model.context, "arch": config["arch"],
          "input": "N×1×H×W luma Y (BT.601) in [0, 1]", "output": "N×1×(H·scale)×(W·scale) luma Y",
          "sr_scores": scores, "cnnpipe_version": __version__},

@@ -19,6 +19,9 @@ from cnnpipe.errors import CnnpipeError
 from cnnpipe.inference import ort_session
 from cnnpipe.params import ExportParams
 
+SR_DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
+"""SR models take any batch and any LR size."""
+
 
 def export(
     model: nn.Module,

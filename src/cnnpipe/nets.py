@@ -148,7 +148,7 @@ class ResSR(nn.Module):
     plain Pad/Conv/Add/DepthToSpace.
     """
 
-    def __init__(self, scale: int = 3, channels: int = 48, blocks: int = 8) -> None:
+    def __init__(self, scale: int = 3, channels: int = 32, blocks: int = 6) -> None:
         super().__init__()
         self.scale = scale
         self.head = nn.Conv2d(1, channels, 3, padding=1)

@@ -59,13 +59,13 @@ class ClassifierParams:
 class SRParams:
     scales: list[int] = field(default_factory=lambda: [2, 3, 4])  # one model per scale
     arch: str = "ressr"
-    channels: int = 48
-    blocks: int = 8  # residual blocks (ressr only)
+    channels: int = 32
+    blocks: int = 6  # residual blocks (ressr only)
     patch_size: int = 32  # LR patch side; the HR patch is patch_size × scale
     patches_per_epoch: int = 4096
-    epochs: int = 12
-    batch_size: int = 32
-    lr: float = 1e-3
+    epochs: int = 26
+    batch_size: int = 16
+    lr: float = 2e-3
     loss: str = "l1"  # l1 | mse
     bf16: AutoBool = "auto"
     seed: int = 0
