@@ -13,7 +13,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = {
-    "classifier": {"width": 8, "epochs": 2, "batch_size": 64, "lr": 0.2},
+    "classifier": {"widths": [8, 16, 16], "epochs": 2, "batch_size": 64, "lr": 0.4},
     "sr": {
         "scales": [2, 3],
         "channels": 8,

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from cnnpipe.export import export, max_abs_diff
-from cnnpipe.nets import ESPCN, ResNet9, ResSR
+from cnnpipe.nets import ESPCN, AirbenchNet, ResNet9, ResSR
 
 
-def test_classifier_onnx_matches_pytorch_at_any_batch(tmp_path: Path) -> None:
-    model = ResNet9(width=8).eval()
+@pytest.mark.parametrize("model", [ResNet9(width=8), AirbenchNet(10, (8, 16, 16))], ids=["resnet9", "airbench"])
+def test_classifier_onnx_matches_pytorch_at_any_batch(tmp_path: Path, model: torch.nn.Module) -> None:
+    model.eval()
     path = tmp_path / "classifier.onnx"
     export(model, torch.rand(2, 3, 32, 32), path, {0: "batch"}, 18, {"classes": ["a", "b"]})
 

@@ -4,12 +4,52 @@ import pytest
 import torch
 
 from cnnpipe.color import resize_bicubic
-from cnnpipe.nets import ESPCN, ResNet9, ResSR, load_classifier, load_sr, save_checkpoint
+from cnnpipe.nets import (
+    ESPCN,
+    AirbenchNet,
+    ConvGroup,
+    ResNet9,
+    ResSR,
+    build_classifier,
+    load_classifier,
+    load_sr,
+    save_checkpoint,
+)
 
 
 @pytest.mark.parametrize("width", [4, 16])
 def test_classifier_maps_a_batch_of_images_to_ten_logits(width: int) -> None:
     assert ResNet9(num_classes=10, width=width)(torch.rand(5, 3, 32, 32)).shape == (5, 10)
+
+
+def test_airbench_net_maps_images_to_logits_and_airbench94_has_its_size() -> None:
+    assert AirbenchNet(10, (8, 16, 16))(torch.rand(5, 3, 32, 32)).shape == (5, 10)
+    params = sum(p.numel() for p in AirbenchNet().parameters())
+    assert 1_950_000 < params < 2_000_000  # airbench94: ~1.97 M
+
+
+def test_conv_group_starts_as_identity_then_pool() -> None:
+    group = ConvGroup(6, 6).eval()
+    x = torch.rand(2, 6, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(group[0](x), x)  # dirac: the first conv passes its input through
+        assert torch.equal(group[4](x), x)
+    assert not group[2].weight.requires_grad and group[2].bias.requires_grad  # BN: scale fixed, shift learns
+
+
+def test_whitening_makes_the_patch_covariance_the_identity() -> None:
+    g = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(400, 3, 34, 34, generator=g), 3, stride=1)  # correlated
+    images = (smooth * 255).round().byte()
+    net = AirbenchNet(10, (8, 16, 16))
+    net.init_whitening(images, eps=1e-8)
+    with torch.no_grad():
+        out = net.whiten((images.float() / 255 - net.mean) / net.std) - net.whiten.bias[:, None, None]
+    flat = out[:, :12].permute(1, 0, 2, 3).reshape(12, -1).double()
+    covariance = flat @ flat.T / flat.shape[1]
+    assert torch.allclose(covariance, torch.eye(12, dtype=torch.float64), atol=1e-3)
+    assert torch.equal(net.whiten.weight[12:], -net.whiten.weight[:12])
+    assert not net.whiten.weight.requires_grad
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -72,6 +112,12 @@ def test_checkpoints_load_with_weights_only(tmp_path: Path) -> None:
     loaded_sr, _ = load_sr(tmp_path / "s.pt")
     y = torch.rand(1, 1, 9, 9)
     assert torch.allclose(loaded_sr(y), sr(y))
+
+    air = AirbenchNet(10, (8, 16, 16)).eval()
+    air_config = {"arch": "airbench", "widths": [8, 16, 16], "classes": [str(i) for i in range(10)]}
+    save_checkpoint(tmp_path / "a.pt", air, air_config)
+    loaded_air, _ = load_classifier(tmp_path / "a.pt")
+    assert isinstance(build_classifier(air_config), AirbenchNet) and torch.equal(loaded_air(x), air(x))
 
     res = ResSR(scale=2, channels=8, blocks=2).eval()
     save_checkpoint(tmp_path / "r.pt", res, {"arch": "ressr", "scale": 2, "channels": 8, "blocks": 2})

@@ -21,7 +21,8 @@ COMPARED = ("train_loss", "train_acc", "test_acc", "lr")
 @pytest.fixture
 def repo(tmp_path: Path, tiny_archives) -> Path:
     root = tiny_pipeline_repo(tmp_path / "repo", tiny_archives)
-    edit_params(root, {"classifier": {"epochs": 6, "width": 8, "batch_size": 64, "ema": 0.9}})
+    # lookahead (default) and the whitening bias freezing after epoch 3: both must survive a resume
+    edit_params(root, {"classifier": {"epochs": 6, "widths": [8, 16, 16], "batch_size": 64, "lr": 0.4}})
     fetch = subprocess.run(
         [sys.executable, "-m", "stages.fetch_data", "cifar10"], cwd=root, env=env(root), capture_output=True, text=True
     )

@@ -1,16 +1,19 @@
 """Short real trainings on the generated sample: they must learn, not just run."""
 
+import dataclasses
 import itertools
 
+import pytest
 import torch
 
 from cnnpipe import cifar10
-from cnnpipe.augment import random_crop, random_dihedral, random_flip
+from cnnpipe.augment import random_crop, random_dihedral, random_flip, translations
 from cnnpipe.evaluate import sr_scores
 from cnnpipe.fetch import Source, fetch
 from cnnpipe.images import bsds_split_dir, load_folder
-from cnnpipe.nets import build_sr
+from cnnpipe.nets import AirbenchNet, build_sr
 from cnnpipe.params import ClassifierParams, SRParams
+from cnnpipe.train_classifier import Lookahead, _augment, _optimizer, predict_logits, triangle
 from cnnpipe.train_classifier import train as train_classifier
 from cnnpipe.train_sr import model_config as sr_model_config
 from cnnpipe.train_sr import sample_patches, warmup_cosine
@@ -37,15 +40,95 @@ def test_flip_and_dihedral_only_permute_pixels() -> None:
         assert torch.equal(out.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
 
 
-def test_classifier_learns_the_sample(tmp_path, tiny_archives) -> None:
+@pytest.mark.parametrize(
+    "p",
+    [
+        ClassifierParams(widths=[8, 16, 16], epochs=4, batch_size=32, lr=0.4, bf16=False),
+        ClassifierParams(arch="resnet9", width=8, epochs=4, batch_size=32, lr=0.2, norm_lr_scale=1.0, bf16=False),
+    ],
+    ids=["airbench", "resnet9"],
+)
+def test_classifier_learns_the_sample(tmp_path, tiny_archives, p: ClassifierParams) -> None:
     path, md5 = tiny_archives["cifar10"]
     fetch(Source(str(path), md5, "data.cifar10"), tmp_path)
     train, test = cifar10.load(tmp_path, "train"), cifar10.load(tmp_path, "test")
-    p = ClassifierParams(width=8, epochs=4, batch_size=32, lr=0.2, bf16=False)
     result = train_classifier(p, train, test, CPU)
     assert len(result.history) == 4
     assert result.history[-1]["test_acc"] > 0.3  # chance is 0.1
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_whitening_bias_trains_only_for_its_epochs(tmp_path, tiny_archives) -> None:
+    path, md5 = tiny_archives["cifar10"]
+    fetch(Source(str(path), md5, "data.cifar10"), tmp_path)
+    train = cifar10.load(tmp_path, "train")
+    p = ClassifierParams(widths=[8, 8, 8], epochs=2, batch_size=64, lr=0.1, bf16=False, tta=0)
+    frozen = train_classifier(dataclasses.replace(p, whiten_bias_epochs=0), train, None, CPU).model
+    learnt = train_classifier(dataclasses.replace(p, whiten_bias_epochs=1), train, None, CPU).model
+    assert torch.equal(frozen.whiten.bias, torch.zeros(24))
+    assert learnt.whiten.bias.abs().max() > 0
+
+
+def test_triangle_schedule_rises_to_the_peak_then_falls_to_the_end_value() -> None:
+    f = triangle(100, warmup=0.2, start=0.2, end=0.07)
+    assert f(0) == pytest.approx(0.2) and f(10) == pytest.approx(0.6) and f(20) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.535) and f(100) == pytest.approx(0.07)
+    assert all(f(i) >= f(i + 1) for i in range(20, 100))
+
+
+def test_lookahead_pulls_the_net_onto_the_slow_weights() -> None:
+    net = torch.nn.BatchNorm1d(2)
+    slow = Lookahead(net)
+    with torch.no_grad():
+        net.bias.fill_(1.0)
+    slow.update(net, decay=0.75)  # slow moves a quarter of the way, and the net is set to it
+    assert torch.allclose(net.bias, torch.full((2,), 0.25)) and torch.equal(slow.slow["bias"], net.bias)
+    with torch.no_grad():
+        net.bias.fill_(5.0)
+    slow.update(net, decay=1.0)  # decay 1: the net goes back to the slow weights unchanged
+    assert torch.allclose(net.bias, torch.full((2,), 0.25))
+    assert Lookahead.decay(0, 100) == 0 and Lookahead.decay(100, 100) == pytest.approx(0.95**5)
+
+
+def test_alternating_flip_shows_each_image_mirrored_in_every_other_epoch() -> None:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 255, (64, 3, 8, 8), dtype=torch.uint8)
+    idx = torch.randperm(64)
+    base = torch.rand(64) < 0.5
+    p = ClassifierParams(translate=0, flip="alternating")
+    odd, even, odd_again = (_augment(images[idx], idx, e, base, p, g) for e in (1, 2, 3))
+    assert torch.equal(odd, odd_again)
+    for k in range(64):
+        assert torch.equal(even[k], odd[k].flip(-1))
+        assert torch.equal(odd[k], images[idx[k]].flip(-1) if base[idx[k]] else images[idx[k]])
+    unflipped = _augment(images, torch.arange(64), 1, base, ClassifierParams(translate=0, flip="none"), g)
+    assert torch.equal(unflipped, images)
+
+
+def test_tta_translations_shift_by_one_pixel_with_reflection() -> None:
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    up_left, down_right = translations(x, 1)
+    assert torch.equal(up_left[..., 1:, 1:], x[..., :-1, :-1])
+    assert torch.equal(down_right[..., :-1, :-1], x[..., 1:, 1:])
+
+
+def test_flip_tta_leaves_a_mirror_symmetric_model_unchanged() -> None:
+    model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 10))
+    images = torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8)
+    plain = predict_logits(model, images, CPU)
+    assert torch.allclose(predict_logits(model, images, CPU, tta=1), plain, atol=1e-6)
+    assert predict_logits(model, images, CPU, tta=2).shape == plain.shape
+
+
+def test_batch_norm_params_get_the_scaled_lr_and_frozen_weights_none() -> None:
+    model = AirbenchNet(10, (8, 16, 16))
+    optimizer = _optimizer(model, ClassifierParams(lr=0.5, weight_decay=0.01, norm_lr_scale=64.0))
+    base, norm = optimizer.param_groups
+    bn_shifts = {id(m.bias) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert {id(q) for q in norm["params"]} == bn_shifts
+    assert norm["lr"] == 32.0 and norm["lr"] * norm["weight_decay"] == pytest.approx(base["lr"] * base["weight_decay"])
+    assert any(q is model.whiten.bias for q in base["params"])
+    assert not any(q is model.whiten.weight for g in optimizer.param_groups for q in g["params"])
 
 
 def test_patches_come_from_the_images() -> None:

@@ -19,6 +19,13 @@ def random_crop(images: torch.Tensor, pad: int, generator: torch.Generator) -> t
     return padded[batch, chans, rows, cols]
 
 
+def translations(images: torch.Tensor, shift: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images shifted by ``shift`` pixels up-left and down-right (reflect padding), for TTA."""
+    _, _, h, w = images.shape
+    padded = F.pad(images, (shift, shift, shift, shift), mode="reflect")
+    return padded[..., :h, :w], padded[..., 2 * shift :, 2 * shift :]
+
+
 def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Mirror a random half of the batch left-right."""
     mask = torch.rand(len(images), generator=generator).to(images.device) < 0.5

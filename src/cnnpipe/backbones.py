@@ -21,7 +21,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 TORCHVISION_BACKBONES = ("vgg19", "googlenet", "resnet50")
 # Which module's children a bare index (``--layer 26``) counts in.
 # Default layers: the seeds' VGG19 layer 26 (the ReLU after conv4_4) and common picks elsewhere.
-DEFAULT_LAYER = {"vgg19": "features.26", "classifier": "features.6", "googlenet": "inception4c", "resnet50": "layer3"}
+DEFAULT_LAYER = {"vgg19": "features.26", "classifier": "features.3", "googlenet": "inception4c", "resnet50": "layer3"}
 INDEX_PREFIX = {"vgg19": "features", "classifier": "features", "googlenet": "", "resnet50": ""}
 
 

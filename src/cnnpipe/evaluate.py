@@ -21,12 +21,12 @@ from cnnpipe.train_classifier import predict_logits
 
 
 def classifier_report(
-    model: nn.Module, test: cifar10.Split, classes: list[str], device: torch.device, tta: bool = False
+    model: nn.Module, test: cifar10.Split, classes: list[str], device: torch.device, tta: int = 0
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Accuracy metrics and the per-sample (actual, predicted) table DVC's confusion plot reads.
 
-    ``accuracy`` is the plain network's, as exported and served; with ``tta`` the flip-averaged
-    accuracy is reported beside it as ``accuracy_tta``.
+    ``accuracy`` is the plain network's, as exported and served; with ``tta`` (1 flip, 2 flip +
+    translations) the test-time-augmented accuracy is reported beside it as ``accuracy_tta``.
     """
     images = torch.from_numpy(test.images)
     logits = predict_logits(model, images, device)
@@ -42,7 +42,7 @@ def classifier_report(
         "test_images": len(actual),
     }
     if tta:
-        tta_logits = predict_logits(model, images, device, tta=True)
+        tta_logits = predict_logits(model, images, device, tta=tta)
         metrics["accuracy_tta"] = float((tta_logits.argmax(1).numpy() == actual).mean())
     names = np.asarray(classes)
     table = pd.DataFrame({"actual": names[actual], "predicted": names[predicted]})

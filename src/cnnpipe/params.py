@@ -21,6 +21,8 @@ from cnnpipe.fetch import Source
 
 T = TypeVar("T")
 
+FLIPS = ("alternating", "random", "none")
+
 AutoBool = bool | Literal["auto"]
 """true, false or "auto" (decided by the hardware at run time)."""
 
@@ -39,17 +41,26 @@ class DataParams:
 
 @dataclass(frozen=True)
 class ClassifierParams:
-    arch: str = "resnet9"
-    width: int = 32
-    epochs: int = 8
-    batch_size: int = 512
-    lr: float = 0.4
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    arch: str = "airbench"
+    widths: list[int] = field(default_factory=lambda: [64, 256, 256])  # airbench: its three conv groups
+    width: int = 32  # resnet9: base channels
+    epochs: int = 10
+    batch_size: int = 1024
+    lr: float = 1.5  # SGD-Nesterov peak, for the batch-mean loss
+    momentum: float = 0.85
+    weight_decay: float = 1.33e-3  # PyTorch-style (multiplied by the lr)
+    norm_lr_scale: float = 64.0  # lr multiplier of batch-norm params (their weight decay is divided by it)
+    warmup: float = 0.23  # fraction of the steps spent rising to the peak lr
+    lr_start: float = 0.2  # lr at step 0 and at the end, as fractions of the peak
+    lr_end: float = 0.07
     label_smoothing: float = 0.2
+    translate: int = 2  # random-crop padding (reflect), pixels
+    flip: str = "alternating"  # alternating | random | none
+    whiten_bias_epochs: int = 3  # airbench: train the whitening conv's bias this many epochs, then freeze it
+    lookahead: bool = True  # every 5 steps pull the weights onto a slow EMA of themselves (hlb-cifar10)
+    ema: float = 0.0  # decay of a separate exponential moving average of the weights; 0 = off
+    tta: int = 2  # test-time augmentation of reported accuracy: 0 none, 1 flip, 2 flip + 1-px translations
     bf16: AutoBool = "auto"  # bf16 autocast; auto = CUDA or a CPU with native bf16
-    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
-    tta: bool = True  # test-time flip averaging when measuring accuracy
     compile: bool = False  # torch.compile (falls back to eager where it cannot run)
     max_train_images: int = 0
     seed: int = 0
@@ -82,7 +93,7 @@ class EvaluateParams:
 class DreamGalleryParams:
     images: int = 3
     size: int = 128
-    layers: list[str] = field(default_factory=lambda: ["features.1", "features.3", "features.6", "features.8"])
+    layers: list[str] = field(default_factory=lambda: ["features.1", "features.2", "features.3", "features.4"])
     octaves: int = 3
     octave_scale: float = 1.4
     steps: int = 10
@@ -197,6 +208,10 @@ def validate(p: Params) -> Params:
     c = p.classifier
     _require(c.arch in CLASSIFIER_ARCHS, f"classifier.arch must be one of {sorted(CLASSIFIER_ARCHS)}, got {c.arch!r}")
     _require(c.width >= 1, f"classifier.width must be >= 1, got {c.width}")
+    _require(
+        len(c.widths) == 3 and all(w >= 1 for w in c.widths),
+        f"classifier.widths must be three positive integers, got {c.widths}",
+    )
     _require(c.epochs >= 1, f"classifier.epochs must be >= 1, got {c.epochs}")
     _require(c.batch_size >= 1, f"classifier.batch_size must be >= 1, got {c.batch_size}")
     _require(c.lr > 0, f"classifier.lr must be > 0, got {c.lr}")
@@ -204,6 +219,14 @@ def validate(p: Params) -> Params:
     _require(c.weight_decay >= 0, f"classifier.weight_decay must be >= 0, got {c.weight_decay}")
     _require(0 <= c.label_smoothing < 1, f"classifier.label_smoothing must be in [0, 1), got {c.label_smoothing}")
     _require(0 <= c.ema < 1, f"classifier.ema must be in [0, 1), got {c.ema}")
+    _require(not (c.ema and c.lookahead), "classifier.ema and classifier.lookahead are alternatives; set one")
+    _require(c.norm_lr_scale > 0, f"classifier.norm_lr_scale must be > 0, got {c.norm_lr_scale}")
+    _require(0 <= c.warmup < 1, f"classifier.warmup must be in [0, 1), got {c.warmup}")
+    _require(c.lr_start >= 0 and c.lr_end >= 0, "classifier.lr_start and classifier.lr_end must be >= 0")
+    _require(0 <= c.translate <= 8, f"classifier.translate must be in 0..8 pixels, got {c.translate}")
+    _require(c.flip in FLIPS, f"classifier.flip must be one of {', '.join(FLIPS)}, got {c.flip!r}")
+    _require(c.whiten_bias_epochs >= 0, f"classifier.whiten_bias_epochs must be >= 0, got {c.whiten_bias_epochs}")
+    _require(c.tta in (0, 1, 2), f"classifier.tta must be 0 (none), 1 (flip) or 2 (flip + translate), got {c.tta}")
     _require(c.max_train_images >= 0, f"classifier.max_train_images must be >= 0, got {c.max_train_images}")
     s = p.sr
     _require(s.arch in SR_ARCHS, f"sr.arch must be one of {sorted(SR_ARCHS)}, got {s.arch!r}")

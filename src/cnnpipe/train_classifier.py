@@ -1,8 +1,9 @@
 """CIFAR-10 classifier training: data kept on the device as uint8, augmentation on whole batches.
 
-The recipe of the fast CIFAR-10 trainers: SGD with Nesterov momentum, a one-cycle (linear
-warm-up, linear decay) learning rate, label smoothing, bf16 autocast, channels_last, an optional
-EMA of the weights and test-time flip averaging. Training is resumable (a checkpoint per epoch,
+The recipe of the fastest CIFAR-10 trainers (airbench94, hlb-cifar10): a whitened first layer,
+SGD with Nesterov momentum and a 64× lr on batch-norm shifts, a triangular learning rate, label smoothing,
+random translation and alternating flips, lookahead averaging of the weights, bf16 autocast on GPU,
+channels_last, and test-time flip + translation averaging. Training is resumable (a checkpoint per epoch,
 written atomically, holding the RNG state too, so a resumed run ends exactly where an
 uninterrupted one would) and data-parallel under torchrun.
 """
@@ -22,7 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from cnnpipe import cifar10
-from cnnpipe.augment import random_crop, random_flip
+from cnnpipe.augment import random_crop, random_flip, translations
 from cnnpipe.device import autocast, seed_everything, use_bf16
 from cnnpipe.distributed import World, barrier
 from cnnpipe.errors import ParamError
@@ -41,8 +42,13 @@ class TrainedClassifier:
     resumed_from_epoch: int = 0
 
 
+LOOKAHEAD_EVERY = 5  # steps between lookahead updates
+WHITENING_IMAGES = 5000  # training images whose patch covariance initialises the whitening conv
+
+
 def model_config(p: ClassifierParams, classes: tuple[str, ...]) -> dict[str, Any]:
-    return {"arch": p.arch, "width": p.width, "classes": list(classes), "input_size": 32}
+    size = {"widths": list(p.widths)} if p.arch == "airbench" else {"width": p.width}
+    return {"arch": p.arch, **size, "classes": list(classes), "input_size": 32}
 
 
 @torch.no_grad()
@@ -52,18 +58,30 @@ def predict_logits(
     device: torch.device,
     batch_size: int = 1000,
     bf16: bool = False,
-    tta: bool = False,
+    tta: int = 0,
 ) -> torch.Tensor:
-    """Logits (float32, on CPU) for uint8 N×3×32×32 images; ``tta`` averages with the mirror image."""
+    """Logits (float32, on CPU) for uint8 N×3×32×32 images.
+
+    ``tta`` 1 averages with the mirror image; 2 also with the image shifted one pixel up-left and
+    down-right (each mirrored too), weighted ½ untranslated, ¼ each shift, as airbench does.
+    """
     model.eval()
+
+    def mirrored(x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (model(x).float() + model(x.flip(-1)).float())
+
     out = []
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size].to(device).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, bf16):
-            logits = model(x).float()
-            if tta:
-                logits = 0.5 * (logits + model(x.flip(-1)).float())
+            if tta == 0:
+                logits = model(x).float()
+            elif tta == 1:
+                logits = mirrored(x)
+            else:
+                shifted = [mirrored(t.contiguous(memory_format=torch.channels_last)) for t in translations(x, 1)]
+                logits = 0.5 * mirrored(x) + 0.25 * (shifted[0] + shifted[1])
         out.append(logits.cpu())
     return torch.cat(out)
 
@@ -73,22 +91,56 @@ def accuracy(model: nn.Module, split: cifar10.Split, device: torch.device, p: Cl
     return (logits.argmax(1) == torch.from_numpy(split.labels)).float().mean().item()
 
 
-def _schedule(total_steps: int, warmup_fraction: float = 0.2) -> Callable[[int], float]:
-    warmup = max(1, int(warmup_fraction * total_steps))
+def triangle(total_steps: int, warmup: float, start: float, end: float) -> Callable[[int], float]:
+    """lr factor: linear from ``start`` to 1 over the first ``warmup`` of the steps, then linear to ``end``."""
+    peak = max(1, int(warmup * total_steps))
 
     def factor(step: int) -> float:
-        if step < warmup:
-            return step / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+        if step < peak:
+            return start + (1 - start) * step / peak
+        return 1 + (end - 1) * min(1.0, (step - peak) / max(1, total_steps - peak))
 
     return factor
 
 
 def _optimizer(model: nn.Module, p: ClassifierParams) -> torch.optim.Optimizer:
-    decay = [q for q in model.parameters() if q.ndim > 1]
-    no_decay = [q for q in model.parameters() if q.ndim <= 1]  # BN and biases
-    groups = [{"params": decay, "weight_decay": p.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """Nesterov SGD; batch-norm parameters at ``norm_lr_scale`` × the lr with the weight decay
+    divided by it, so they decay by the same fraction per step as the rest (airbench's 64× BN-bias lr)."""
+    norm_modules = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norm = {id(q) for m in norm_modules for q in m.parameters()}
+    trainable = [q for q in model.parameters() if q.requires_grad]
+    groups = [
+        {"params": [q for q in trainable if id(q) not in norm], "lr": p.lr, "weight_decay": p.weight_decay},
+        {
+            "params": [q for q in trainable if id(q) in norm],
+            "lr": p.lr * p.norm_lr_scale,
+            "weight_decay": p.weight_decay / p.norm_lr_scale,
+        },
+    ]
     return torch.optim.SGD(groups, lr=p.lr, momentum=p.momentum, nesterov=p.momentum > 0)
+
+
+class Lookahead:
+    """A slow copy of the weights and BN statistics that the net is pulled onto every few steps
+    (hlb-cifar10/airbench): ``slow ← slow + (1 - decay)·(net - slow)``, then ``net ← slow``.
+
+    The decay ramps with training progress cubed, so early steps move freely and the last ones
+    are averaged; an update with decay 1 at the end of each epoch hands the slow weights to the net.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @staticmethod
+    def decay(step: int, total_steps: int) -> float:
+        return 0.95**LOOKAHEAD_EVERY * (step / total_steps) ** 3
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, decay: float) -> None:
+        for name, value in model.state_dict().items():
+            if name in self.slow:
+                self.slow[name].lerp_(value, 1 - decay)
+                value.copy_(self.slow[name])
 
 
 def _ema(model: nn.Module, p: ClassifierParams) -> torch.optim.swa_utils.AveragedModel | None:
@@ -137,13 +189,23 @@ def train(
         raise ParamError(f"classifier.batch_size ({p.batch_size}) must be divisible by the {world.size} processes")
     generator = seed_everything(p.seed)
     bf16 = use_bf16(p.bf16, device)
+    torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
     images, labels = images.to(device), labels.to(device)
     config = model_config(p, classes)
-    model = build_classifier(config).to(device).to(memory_format=torch.channels_last)
+    model = build_classifier(config).to(device)
+    whitening = getattr(model, "init_whitening", None)
+    setup_started = time.perf_counter()
+    if whitening is not None:
+        whitening(images[:WHITENING_IMAGES])
+    setup_seconds = time.perf_counter() - setup_started  # counted as training time, in epoch 1
+    model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = len(images) // p.batch_size  # the ragged last batch is dropped
+    total_steps = steps_per_epoch * p.epochs
     optimizer = _optimizer(model, p)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(steps_per_epoch * p.epochs))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, triangle(total_steps, p.warmup, p.lr_start, p.lr_end))
     ema = _ema(model, p)
+    lookahead = Lookahead(model) if p.lookahead else None
+    flip_base = (torch.rand(len(images), generator=generator) < 0.5).to(device)  # per image, for alternating flips
     history: list[dict[str, float]] = []
     first_epoch = 1
 
@@ -157,6 +219,8 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
+        if lookahead is not None:
+            lookahead.slow = {k: v.to(device) for k, v in state["lookahead"].items()}
         history = list(state["history"])
         first_epoch = state["epoch"] + 1
         if world.is_main:
@@ -165,12 +229,24 @@ def train(
                 if on_epoch:
                     on_epoch(row)
 
-    net: nn.Module = DistributedDataParallel(model) if world.distributed else model
-    if p.compile:
-        net = _compiled(net, images[: min(len(images), 2)].float().div(255), device, bf16)
+    def wrapped() -> nn.Module:
+        """DDP and/or torch.compile around ``model``; rebuilt when the set of trainable params changes."""
+        net: nn.Module = DistributedDataParallel(model) if world.distributed else model
+        if p.compile:
+            net = _compiled(net, images[:shard].float().div(255), device, bf16)  # the real batch shape
+        return net
+
+    net = None
     shard = p.batch_size // world.size
 
     for epoch in range(first_epoch, p.epochs + 1):
+        if whitening is not None:  # the whitening bias learns early, then freezes: less backward work
+            learn = epoch <= p.whiten_bias_epochs
+            if model.whiten.bias.requires_grad != learn:
+                model.whiten.bias.requires_grad_(learn)
+                net = None
+        if net is None:
+            net = wrapped()
         net.train()
         started = time.perf_counter()
         order = torch.randperm(len(images), generator=generator).to(device)
@@ -181,7 +257,7 @@ def train(
         )
         for step in bar:
             idx = order[step * p.batch_size : (step + 1) * p.batch_size]
-            x = random_flip(random_crop(images[idx], 4, generator), generator)[world.rank :: world.size]
+            x = _augment(images[idx], idx, epoch, flip_base, p, generator)[world.rank :: world.size]
             x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
             y = labels[idx][world.rank :: world.size]
             with autocast(device, bf16):
@@ -191,17 +267,22 @@ def train(
             loss.backward()
             optimizer.step()
             schedule.step()
+            done = (epoch - 1) * steps_per_epoch + step + 1
             if ema is not None:
                 ema.update_parameters(model)
+            if lookahead is not None and done % LOOKAHEAD_EVERY == 0:
+                lookahead.update(model, Lookahead.decay(done, total_steps))
             loss_sum += loss.detach() * len(y)
             correct += (logits.argmax(1) == y).sum()
+        if lookahead is not None:
+            lookahead.update(model, 1.0)  # every epoch ends on the slow weights (evaluated, checkpointed)
         seen = steps_per_epoch * shard
         row = {
             "epoch": float(epoch),
             "train_loss": loss_sum.item() / seen,
             "train_acc": correct.item() / seen,
             "lr": optimizer.param_groups[0]["lr"],
-            "epoch_seconds": time.perf_counter() - started,
+            "epoch_seconds": time.perf_counter() - started + (setup_seconds if epoch == 1 else 0.0),
         }
         final = ema.module if ema is not None else model
         if test_split is not None and world.is_main:
@@ -218,6 +299,7 @@ def train(
                     "generator": generator.get_state(),
                     "torch_rng": torch.get_rng_state(),
                     "ema": ema.state_dict() if ema is not None else {},
+                    "lookahead": lookahead.slow if lookahead is not None else {},
                     "history": history,
                 },
                 checkpoint,
@@ -227,6 +309,26 @@ def train(
             on_epoch(row)
     final = ema.module if ema is not None else model
     return TrainedClassifier(model=final.eval(), config=config, history=history, resumed_from_epoch=first_epoch - 1)
+
+
+def _augment(
+    batch: torch.Tensor,
+    idx: torch.Tensor,
+    epoch: int,
+    flip_base: torch.Tensor,
+    p: ClassifierParams,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Random translation, then flips: random per draw, or alternating (airbench: each image is
+    mirrored in every other epoch, so two consecutive epochs show both views of it)."""
+    if p.translate:
+        batch = random_crop(batch, p.translate, generator)
+    if p.flip == "random":
+        return random_flip(batch, generator)
+    if p.flip == "alternating":
+        mirror = flip_base[idx] ^ (epoch % 2 == 0)
+        return torch.where(mirror[:, None, None, None], batch.flip(-1), batch)
+    return batch
 
 
 def _compiled(net: nn.Module, example: torch.Tensor, device: torch.device, bf16: bool) -> nn.Module:
