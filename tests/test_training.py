@@ -44,7 +44,17 @@ def test_flip_and_dihedral_only_permute_pixels() -> None:
     "p",
     [
         ClassifierParams(widths=[8, 16, 16], epochs=4, batch_size=32, lr=0.4, bf16=False),
-        ClassifierParams(arch="resnet9", width=8, epochs=4, batch_size=32, lr=0.2, norm_lr_scale=1.0, bf16=False),
+        ClassifierParams(
+            arch="resnet9",
+            width=8,
+            epochs=4,
+            batch_size=32,
+            lr=0.2,
+            momentum=0.9,
+            weight_decay=5e-4,
+            norm_lr_scale=1.0,
+            bf16=False,
+        ),
     ],
     ids=["airbench", "resnet9"],
 )
