@@ -33,7 +33,7 @@ from cnnpipe.export import export
 from cnnpipe.inference import ort_session
 from cnnpipe.nets import CIFAR10_MEAN, CIFAR10_STD
 from cnnpipe.params import ClassifierParams, section_with_overrides
-from cnnpipe.train_classifier import train
+from cnnpipe.train_classifier import model_size, train
 
 SEED_EPOCHS_TO_85 = 15  # from the seed tutorial's own training log
 
@@ -187,7 +187,7 @@ def main() -> None:
         print(f"run {i + 1}/{args.runs} seed {run_p.seed}: test accuracy {rows[-1][2]:.4f} after {rows[-1][0]:.2f} s")
     our_rows = runs[0][1]
 
-    name = f"ours ({p.arch} {p.widths if p.arch == 'airbench' else p.width})"
+    name = f"ours ({p.arch} {model_size(p)[1]})"
     print(f"\n{name:<34}seed recipe (CifarCNN, Adam 1e-4)")
     peer_rows = [] if args.skip_peer else seed_recipe(train_split, test, args.budget, args.eval_every)
     for i in range(max(len(our_rows), len(peer_rows))):

@@ -44,6 +44,7 @@ def test_the_repository_params_are_valid() -> None:
         (lambda p: p["classifier"].update(tta=3), r"classifier\.tta must be 0 \(none\), 1 \(flip\) or 2"),
         (lambda p: p["classifier"].update(ema=0.99), r"classifier\.ema and classifier\.lookahead are alternatives"),
         (lambda p: p["classifier"].update(translate=-1), r"classifier\.translate must be in 0\.\.8"),
+        (lambda p: p["classifier"].update(cutout=32), r"classifier\.cutout must be in 0\.\.31"),
         (lambda p: p["classifier"].update(warmup=1.5), r"classifier\.warmup must be in \[0, 1\)"),
         (lambda p: p["sr"].update(scales=[3, 5]), r"sr\.scales must be distinct values of 2, 3 and 4"),
         (lambda p: p["sr"].update(scales=[3, 3]), r"sr\.scales must be distinct values of 2, 3 and 4"),

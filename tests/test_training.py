@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from cnnpipe import cifar10
-from cnnpipe.augment import random_crop, random_dihedral, random_flip, translations
+from cnnpipe.augment import random_crop, random_cutout, random_dihedral, random_flip, translations
 from cnnpipe.evaluate import sr_scores
 from cnnpipe.fetch import Source, fetch
 from cnnpipe.images import bsds_split_dir, load_folder
-from cnnpipe.nets import AirbenchNet, build_sr
+from cnnpipe.nets import CLASSIFIER_ARCHS, AirbenchNet, build_classifier, build_sr
 from cnnpipe.params import ClassifierParams, SRParams
-from cnnpipe.train_classifier import Lookahead, _augment, _optimizer, predict_logits, triangle
+from cnnpipe.train_classifier import Lookahead, _augment, _optimizer, model_config, predict_logits, triangle
 from cnnpipe.train_classifier import train as train_classifier
 from cnnpipe.train_sr import model_config as sr_model_config
 from cnnpipe.train_sr import sample_patches, warmup_cosine
@@ -91,13 +91,25 @@ def test_lookahead_pulls_the_net_onto_the_slow_weights() -> None:
     slow = Lookahead(net)
     with torch.no_grad():
         net.bias.fill_(1.0)
-    slow.update(net, decay=0.75)  # slow moves a quarter of the way, and the net is set to it
+        net.running_mean.fill_(1.0)
+    slow.update(decay=0.75)  # slow moves a quarter of the way, and the net is set to it
     assert torch.allclose(net.bias, torch.full((2,), 0.25)) and torch.equal(slow.slow["bias"], net.bias)
+    assert torch.allclose(net.running_mean, torch.full((2,), 0.25))  # BN statistics are averaged too
     with torch.no_grad():
         net.bias.fill_(5.0)
-    slow.update(net, decay=1.0)  # decay 1: the net goes back to the slow weights unchanged
+    slow.update(decay=1.0)  # decay 1: the net goes back to the slow weights unchanged
     assert torch.allclose(net.bias, torch.full((2,), 0.25))
     assert Lookahead.decay(0, 100) == 0 and Lookahead.decay(100, 100) == pytest.approx(0.95**5)
+
+
+@pytest.mark.parametrize(("arch", "size"), [("airbench", ("widths", [8, 16, 16])), ("resnet9", ("width", 8))])
+def test_model_config_names_the_param_that_sizes_the_arch(arch: str, size: tuple) -> None:
+    p = ClassifierParams(arch=arch, widths=[8, 16, 16], width=8)
+    config = model_config(p, ("a", "b", "c"))
+    (other,) = {"widths", "width"} - {size[0]}
+    assert config[size[0]] == size[1] and other not in config
+    model = build_classifier(config)
+    assert isinstance(model, CLASSIFIER_ARCHS[arch].net) and model(torch.rand(2, 3, 32, 32)).shape == (2, 3)
 
 
 def test_alternating_flip_shows_each_image_mirrored_in_every_other_epoch() -> None:
@@ -113,6 +125,31 @@ def test_alternating_flip_shows_each_image_mirrored_in_every_other_epoch() -> No
         assert torch.equal(odd[k], images[idx[k]].flip(-1) if base[idx[k]] else images[idx[k]])
     unflipped = _augment(images, torch.arange(64), 1, base, ClassifierParams(translate=0, flip="none"), g)
     assert torch.equal(unflipped, images)
+
+
+def test_cutout_fills_one_whole_square_per_image_with_the_fill_colour() -> None:
+    g = torch.Generator().manual_seed(0)
+    images = torch.full((200, 3, 10, 10), 255, dtype=torch.uint8)
+    fill = torch.tensor([1, 2, 3], dtype=torch.uint8).view(3, 1, 1)
+    out = random_cutout(images, 4, g, fill)
+    tops, lefts = set(), set()
+    for k in range(len(out)):
+        cut = (out[k] != 255).all(0)  # N.B. fill differs from 255 in every channel
+        rows, cols = cut.any(1).nonzero().flatten(), cut.any(0).nonzero().flatten()
+        assert cut.sum() == 16 and len(rows) == 4 and len(cols) == 4  # one 4×4 square, never clipped
+        assert torch.equal(out[k][:, cut], fill.view(3, 1).expand(3, 16))
+        tops.add(rows[0].item())
+        lefts.add(cols[0].item())
+    assert tops == lefts == set(range(7))  # every placement wholly inside the image occurs
+
+
+def test_cutout_param_applies_after_flips() -> None:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 255, (32, 3, 32, 32), dtype=torch.uint8)
+    base = torch.zeros(32, dtype=torch.bool)
+    out = _augment(images, torch.arange(32), 1, base, ClassifierParams(translate=0, cutout=8), g)
+    changed = (out != images).any(1)
+    assert all(0 < changed[k].sum() <= 64 for k in range(32))
 
 
 def test_tta_translations_shift_by_one_pixel_with_reflection() -> None:

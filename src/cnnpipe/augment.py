@@ -19,6 +19,19 @@ def random_crop(images: torch.Tensor, pad: int, generator: torch.Generator) -> t
     return padded[batch, chans, rows, cols]
 
 
+def random_cutout(images: torch.Tensor, size: int, generator: torch.Generator, fill: torch.Tensor) -> torch.Tensor:
+    """Cutout (DeVries & Taylor, 2017): one ``size``×``size`` square per image, placed at random
+    wholly inside it, set to ``fill`` (per channel, C×1×1), so the net cannot lean on one region."""
+    n, _, h, w = images.shape
+    top = torch.randint(0, h - size + 1, (n,), generator=generator).to(images.device)[:, None]
+    left = torch.randint(0, w - size + 1, (n,), generator=generator).to(images.device)[:, None]
+    rows, cols = torch.arange(h, device=images.device)[None], torch.arange(w, device=images.device)[None]
+    inside_rows = (rows >= top) & (rows < top + size)  # N×H
+    inside_cols = (cols >= left) & (cols < left + size)  # N×W
+    square = (inside_rows[:, :, None] & inside_cols[:, None, :])[:, None]  # N×1×H×W
+    return torch.where(square, fill.to(images), images)
+
+
 def translations(images: torch.Tensor, shift: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The images shifted by ``shift`` pixels up-left and down-right (reflect padding), for TTA."""
     _, _, h, w = images.shape

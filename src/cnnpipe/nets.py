@@ -6,6 +6,8 @@ values, so ``torch.load(path, weights_only=True)`` reads it without unpickling c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +96,7 @@ class AirbenchNet(nn.Module):
     scaled by 1/9. ``widths`` (64, 256, 256) is airbench94; narrower ones suit CPUs.
     """
 
-    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (64, 256, 256)) -> None:
+    def __init__(self, num_classes: int = 10, widths: Sequence[int] = (64, 256, 256)) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(CIFAR10_STD).view(1, 3, 1, 1))
@@ -240,15 +242,21 @@ class ResSR(nn.Module):
         return self.upscale(self.tail(features) + anchor)
 
 
-CLASSIFIER_ARCHS = {"airbench": AirbenchNet, "resnet9": ResNet9}
+@dataclass(frozen=True)
+class ClassifierArch:
+    """A classifier net and the one keyword (a ``classifier`` param of the same name) that sizes it."""
+
+    net: type[nn.Module]
+    size_param: str
+
+
+CLASSIFIER_ARCHS = {"airbench": ClassifierArch(AirbenchNet, "widths"), "resnet9": ClassifierArch(ResNet9, "width")}
 SR_ARCHS = {"espcn": ESPCN, "ressr": ResSR}
 
 
 def build_classifier(config: dict[str, Any]) -> nn.Module:
-    num_classes = len(config["classes"])
-    if config["arch"] == "airbench":
-        return AirbenchNet(num_classes, tuple(config["widths"]))
-    return CLASSIFIER_ARCHS[config["arch"]](num_classes=num_classes, width=config["width"])
+    arch = CLASSIFIER_ARCHS[config["arch"]]
+    return arch.net(num_classes=len(config["classes"]), **{arch.size_param: config[arch.size_param]})
 
 
 def build_sr(config: dict[str, Any]) -> nn.Module:

@@ -56,6 +56,7 @@ class ClassifierParams:
     label_smoothing: float = 0.2
     translate: int = 2  # random-crop padding (reflect), pixels
     flip: str = "alternating"  # alternating | random | none
+    cutout: int = 0  # side of a square set to the mean colour at a random place in each training image; 0 = off
     whiten_bias_epochs: int = 3  # airbench: train the whitening conv's bias this many epochs, then freeze it
     lookahead: bool = True  # every 5 steps pull the weights onto a slow EMA of themselves (hlb-cifar10)
     ema: float = 0.0  # decay of a separate exponential moving average of the weights; 0 = off
@@ -224,6 +225,7 @@ def validate(p: Params) -> Params:
     _require(0 <= c.warmup < 1, f"classifier.warmup must be in [0, 1), got {c.warmup}")
     _require(c.lr_start >= 0 and c.lr_end >= 0, "classifier.lr_start and classifier.lr_end must be >= 0")
     _require(0 <= c.translate <= 8, f"classifier.translate must be in 0..8 pixels, got {c.translate}")
+    _require(0 <= c.cutout < 32, f"classifier.cutout must be in 0..31 pixels, got {c.cutout}")
     _require(c.flip in FLIPS, f"classifier.flip must be one of {', '.join(FLIPS)}, got {c.flip!r}")
     _require(c.whiten_bias_epochs >= 0, f"classifier.whiten_bias_epochs must be >= 0, got {c.whiten_bias_epochs}")
     _require(c.tta in (0, 1, 2), f"classifier.tta must be 0 (none), 1 (flip) or 2 (flip + translate), got {c.tta}")

@@ -23,11 +23,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from cnnpipe import cifar10
-from cnnpipe.augment import random_crop, random_flip, translations
+from cnnpipe.augment import random_crop, random_cutout, random_flip, translations
 from cnnpipe.device import autocast, seed_everything, use_bf16
 from cnnpipe.distributed import World, barrier
 from cnnpipe.errors import ParamError
-from cnnpipe.nets import atomic_torch_save, build_classifier
+from cnnpipe.nets import CIFAR10_MEAN, CLASSIFIER_ARCHS, atomic_torch_save, build_classifier
 from cnnpipe.params import ClassifierParams
 from cnnpipe.progress import progress
 
@@ -46,9 +46,15 @@ LOOKAHEAD_EVERY = 5  # steps between lookahead updates
 WHITENING_IMAGES = 5000  # training images whose patch covariance initialises the whitening conv
 
 
+def model_size(p: ClassifierParams) -> tuple[str, Any]:
+    """The param that sizes ``p.arch`` and its value (``widths``, [64, 256, 256])."""
+    name = CLASSIFIER_ARCHS[p.arch].size_param
+    return name, getattr(p, name)
+
+
 def model_config(p: ClassifierParams, classes: tuple[str, ...]) -> dict[str, Any]:
-    size = {"widths": list(p.widths)} if p.arch == "airbench" else {"width": p.width}
-    return {"arch": p.arch, **size, "classes": list(classes), "input_size": 32}
+    name, size = model_size(p)
+    return {"arch": p.arch, name: size, "classes": list(classes), "input_size": 32}
 
 
 @torch.no_grad()
@@ -129,18 +135,26 @@ class Lookahead:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        self.slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+        live = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}  # share the net's storage
+        self.names = list(live)
+        self.live = list(live.values())
+        self.slow = {k: v.detach().clone() for k, v in live.items()}
 
     @staticmethod
     def decay(step: int, total_steps: int) -> float:
         return 0.95**LOOKAHEAD_EVERY * (step / total_steps) ** 3
 
     @torch.no_grad()
-    def update(self, model: nn.Module, decay: float) -> None:
-        for name, value in model.state_dict().items():
-            if name in self.slow:
-                self.slow[name].lerp_(value, 1 - decay)
-                value.copy_(self.slow[name])
+    def update(self, decay: float) -> None:
+        """One fused pass over all tensors (``_foreach``): on a GPU, a handful of kernels, not two per tensor."""
+        slow = [self.slow[k] for k in self.names]
+        torch._foreach_lerp_(slow, self.live, 1 - decay)
+        torch._foreach_copy_(self.live, slow)
+
+    @torch.no_grad()
+    def load(self, slow: dict[str, torch.Tensor]) -> None:
+        for name in self.names:
+            self.slow[name].copy_(slow[name])
 
 
 def _ema(model: nn.Module, p: ClassifierParams) -> torch.optim.swa_utils.AveragedModel | None:
@@ -220,7 +234,7 @@ def train(
         if ema is not None:
             ema.load_state_dict(state["ema"])
         if lookahead is not None:
-            lookahead.slow = {k: v.to(device) for k, v in state["lookahead"].items()}
+            lookahead.load(state["lookahead"])
         history = list(state["history"])
         first_epoch = state["epoch"] + 1
         if world.is_main:
@@ -271,11 +285,11 @@ def train(
             if ema is not None:
                 ema.update_parameters(model)
             if lookahead is not None and done % LOOKAHEAD_EVERY == 0:
-                lookahead.update(model, Lookahead.decay(done, total_steps))
+                lookahead.update(Lookahead.decay(done, total_steps))
             loss_sum += loss.detach() * len(y)
             correct += (logits.argmax(1) == y).sum()
         if lookahead is not None:
-            lookahead.update(model, 1.0)  # every epoch ends on the slow weights (evaluated, checkpointed)
+            lookahead.update(1.0)  # every epoch ends on the slow weights (evaluated, checkpointed)
         seen = steps_per_epoch * shard
         row = {
             "epoch": float(epoch),
@@ -319,16 +333,21 @@ def _augment(
     p: ClassifierParams,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Random translation, then flips: random per draw, or alternating (airbench: each image is
-    mirrored in every other epoch, so two consecutive epochs show both views of it)."""
+    """Random translation, then flips, then cutout. Flips are random per draw, or alternating
+    (airbench: each image is mirrored in every other epoch, so two consecutive epochs show both views of it)."""
     if p.translate:
         batch = random_crop(batch, p.translate, generator)
     if p.flip == "random":
-        return random_flip(batch, generator)
-    if p.flip == "alternating":
+        batch = random_flip(batch, generator)
+    elif p.flip == "alternating":
         mirror = flip_base[idx] ^ (epoch % 2 == 0)
-        return torch.where(mirror[:, None, None, None], batch.flip(-1), batch)
+        batch = torch.where(mirror[:, None, None, None], batch.flip(-1), batch)
+    if p.cutout:
+        batch = random_cutout(batch, p.cutout, generator, MEAN_COLOUR)
     return batch
+
+
+MEAN_COLOUR = torch.tensor(CIFAR10_MEAN).mul(255).round().view(3, 1, 1)  # uint8 cutout fill: 0 after normalising
 
 
 def _compiled(net: nn.Module, example: torch.Tensor, device: torch.device, bf16: bool) -> nn.Module:
