@@ -7,13 +7,21 @@ import pytest
 import torch
 
 from cnnpipe import cifar10
-from cnnpipe.augment import random_crop, random_cutout, random_dihedral, random_flip, translations
+from cnnpipe.augment import crop, cutout, random_dihedral, translations
 from cnnpipe.evaluate import sr_scores
 from cnnpipe.fetch import Source, fetch
 from cnnpipe.images import bsds_split_dir, load_folder
 from cnnpipe.nets import CLASSIFIER_ARCHS, AirbenchNet, build_classifier, build_sr
 from cnnpipe.params import ClassifierParams, SRParams
-from cnnpipe.train_classifier import Lookahead, _augment, _optimizer, model_config, predict_logits, triangle
+from cnnpipe.train_classifier import (
+    EpochDraws,
+    Lookahead,
+    _augment,
+    _optimizer,
+    model_config,
+    predict_logits,
+    triangle,
+)
 from cnnpipe.train_classifier import train as train_classifier
 from cnnpipe.train_sr import model_config as sr_model_config
 from cnnpipe.train_sr import sample_patches, warmup_cosine
@@ -22,22 +30,19 @@ from cnnpipe.train_sr import train as train_sr
 CPU = torch.device("cpu")
 
 
-def test_random_crop_takes_a_shifted_window_of_the_padded_image() -> None:
+def test_crop_takes_the_window_at_each_offset_of_the_padded_image() -> None:
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
-    g = torch.Generator().manual_seed(0)
-    out = random_crop(x, 2, g)
+    out = crop(x, 2, torch.tensor([[0, 4], [3, 1]]))
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
-    assert out.shape == x.shape
-    for n in range(2):
-        windows = [padded[n, :, i : i + 8, j : j + 8] for i in range(5) for j in range(5)]
-        assert any(torch.equal(out[n], w) for w in windows)
+    assert torch.equal(out[0], padded[0, :, 0:8, 4:12]) and torch.equal(out[1], padded[1, :, 3:11, 1:9])
+    assert torch.equal(crop(x, 2, torch.full((2, 2), 2)), x)  # offset = pad: no shift
 
 
-def test_flip_and_dihedral_only_permute_pixels() -> None:
+def test_dihedral_only_permutes_pixels() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(16, 1, 6, 6)
-    for out in (random_flip(x, g), random_dihedral(x, g)):
-        assert torch.equal(out.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
+    out = random_dihedral(x, g)
+    assert torch.equal(out.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
 
 
 @pytest.mark.parametrize(
@@ -118,36 +123,46 @@ def test_alternating_flip_shows_each_image_mirrored_in_every_other_epoch() -> No
     idx = torch.randperm(64)
     base = torch.rand(64) < 0.5
     p = ClassifierParams(translate=0, flip="alternating")
-    odd, even, odd_again = (_augment(images[idx], idx, e, base, p, g) for e in (1, 2, 3))
+    odd, even, odd_again = (_augment(images[idx], idx, EpochDraws.draw(images, e, base, p, g), p) for e in (1, 2, 3))
     assert torch.equal(odd, odd_again)
     for k in range(64):
         assert torch.equal(even[k], odd[k].flip(-1))
         assert torch.equal(odd[k], images[idx[k]].flip(-1) if base[idx[k]] else images[idx[k]])
-    unflipped = _augment(images, torch.arange(64), 1, base, ClassifierParams(translate=0, flip="none"), g)
-    assert torch.equal(unflipped, images)
+    none = ClassifierParams(translate=0, flip="none")
+    assert torch.equal(_augment(images, torch.arange(64), EpochDraws.draw(images, 1, base, none, g), none), images)
 
 
-def test_cutout_fills_one_whole_square_per_image_with_the_fill_colour() -> None:
+def test_epoch_draws_cover_every_translation_and_random_flips_mirror_about_half() -> None:
     g = torch.Generator().manual_seed(0)
-    images = torch.full((200, 3, 10, 10), 255, dtype=torch.uint8)
+    images = torch.zeros(4000, 3, 32, 32, dtype=torch.uint8)
+    p = ClassifierParams(translate=2, flip="random", cutout=8)
+    draws = EpochDraws.draw(images, 1, torch.zeros(4000, dtype=torch.bool), p, g)
+    assert set(draws.shifts.flatten().tolist()) == set(range(5))
+    assert set(draws.corners.flatten().tolist()) == set(range(25))  # 32 - 8 + 1 places, every one
+    assert 0.45 < draws.mirror.float().mean() < 0.55
+    assert draws.fill.flatten().tolist() == [125, 123, 114]  # the CIFAR-10 mean colour
+    again = EpochDraws.draw(images, 1, torch.zeros(4000, dtype=torch.bool), p, torch.Generator().manual_seed(0))
+    assert torch.equal(again.shifts, draws.shifts) and torch.equal(again.corners, draws.corners)
+
+
+def test_cutout_fills_the_square_at_each_corner_with_the_fill_colour() -> None:
+    images = torch.full((3, 3, 10, 10), 255, dtype=torch.uint8)
     fill = torch.tensor([1, 2, 3], dtype=torch.uint8).view(3, 1, 1)
-    out = random_cutout(images, 4, g, fill)
-    tops, lefts = set(), set()
-    for k in range(len(out)):
-        cut = (out[k] != 255).all(0)  # N.B. fill differs from 255 in every channel
-        rows, cols = cut.any(1).nonzero().flatten(), cut.any(0).nonzero().flatten()
-        assert cut.sum() == 16 and len(rows) == 4 and len(cols) == 4  # one 4×4 square, never clipped
-        assert torch.equal(out[k][:, cut], fill.view(3, 1).expand(3, 16))
-        tops.add(rows[0].item())
-        lefts.add(cols[0].item())
-    assert tops == lefts == set(range(7))  # every placement wholly inside the image occurs
+    corners = torch.tensor([[0, 0], [6, 2], [3, 6]])
+    out = cutout(images, 4, corners, fill)
+    for k, (top, left) in enumerate(corners.tolist()):
+        square = torch.zeros(10, 10, dtype=torch.bool)
+        square[top : top + 4, left : left + 4] = True
+        assert torch.equal(out[k][:, square], fill.view(3, 1).expand(3, 16))
+        assert (out[k][:, ~square] == 255).all()
 
 
-def test_cutout_param_applies_after_flips() -> None:
+def test_cutout_param_masks_one_square_in_each_image() -> None:
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 255, (32, 3, 32, 32), dtype=torch.uint8)
     base = torch.zeros(32, dtype=torch.bool)
-    out = _augment(images, torch.arange(32), 1, base, ClassifierParams(translate=0, cutout=8), g)
+    p = ClassifierParams(translate=0, cutout=8)
+    out = _augment(images, torch.arange(32), EpochDraws.draw(images, 1, base, p, g), p)
     changed = (out != images).any(1)
     assert all(0 < changed[k].sum() <= 64 for k in range(32))
 

@@ -6,30 +6,28 @@ import torch
 import torch.nn.functional as F
 
 
-def random_crop(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Reflect-pad N×C×H×W by ``pad`` and take one random H×W window per image."""
-    n, _, h, w = images.shape
+def crop(images: torch.Tensor, pad: int, offsets: torch.Tensor) -> torch.Tensor:
+    """Reflect-pad N×C×H×W by ``pad`` and take each image's H×W window at ``offsets`` (N×2: row
+    and column of its corner in the padded image, each in 0..2·pad): a translation by up to ``pad``."""
+    n, c, h, w = images.shape
     padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
-    rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
+    rows = (offsets[:, 0, None] + torch.arange(h, device=images.device))[:, None, :, None]
+    cols = (offsets[:, 1, None] + torch.arange(w, device=images.device))[:, None, None, :]
     batch = torch.arange(n, device=images.device)[:, None, None, None]
-    chans = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    chans = torch.arange(c, device=images.device)[None, :, None, None]
     return padded[batch, chans, rows, cols]
 
 
-def random_cutout(images: torch.Tensor, size: int, generator: torch.Generator, fill: torch.Tensor) -> torch.Tensor:
-    """Cutout (DeVries & Taylor, 2017): one ``size``×``size`` square per image, placed at random
-    wholly inside it, set to ``fill`` (per channel, C×1×1), so the net cannot lean on one region."""
-    n, _, h, w = images.shape
-    top = torch.randint(0, h - size + 1, (n,), generator=generator).to(images.device)[:, None]
-    left = torch.randint(0, w - size + 1, (n,), generator=generator).to(images.device)[:, None]
+def cutout(images: torch.Tensor, size: int, corners: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Cutout (DeVries & Taylor, 2017): set each image's ``size``×``size`` square with top-left
+    corner ``corners`` (N×2, row and column) to ``fill`` (C×1×1), so the net cannot lean on one region."""
+    _, _, h, w = images.shape
     rows, cols = torch.arange(h, device=images.device)[None], torch.arange(w, device=images.device)[None]
+    top, left = corners[:, 0, None], corners[:, 1, None]
     inside_rows = (rows >= top) & (rows < top + size)  # N×H
     inside_cols = (cols >= left) & (cols < left + size)  # N×W
     square = (inside_rows[:, :, None] & inside_cols[:, None, :])[:, None]  # N×1×H×W
-    return torch.where(square, fill.to(images), images)
+    return torch.where(square, fill, images)
 
 
 def translations(images: torch.Tensor, shift: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,12 +35,6 @@ def translations(images: torch.Tensor, shift: int) -> tuple[torch.Tensor, torch.
     _, _, h, w = images.shape
     padded = F.pad(images, (shift, shift, shift, shift), mode="reflect")
     return padded[..., :h, :w], padded[..., 2 * shift :, 2 * shift :]
-
-
-def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror a random half of the batch left-right."""
-    mask = torch.rand(len(images), generator=generator).to(images.device) < 0.5
-    return torch.where(mask[:, None, None, None], images.flip(-1), images)
 
 
 def random_dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

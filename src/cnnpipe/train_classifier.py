@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from cnnpipe import cifar10
-from cnnpipe.augment import random_crop, random_cutout, random_flip, translations
+from cnnpipe.augment import crop, cutout, translations
 from cnnpipe.device import autocast, seed_everything, use_bf16
 from cnnpipe.distributed import World, barrier
 from cnnpipe.errors import ParamError
@@ -219,7 +219,7 @@ def train(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, triangle(total_steps, p.warmup, p.lr_start, p.lr_end))
     ema = _ema(model, p)
     lookahead = Lookahead(model) if p.lookahead else None
-    flip_base = (torch.rand(len(images), generator=generator) < 0.5).to(device)  # per image, for alternating flips
+    flip_base = torch.rand(len(images), generator=generator) < 0.5  # per image, for alternating flips
     history: list[dict[str, float]] = []
     first_epoch = 1
 
@@ -264,6 +264,7 @@ def train(
         net.train()
         started = time.perf_counter()
         order = torch.randperm(len(images), generator=generator).to(device)
+        draws = EpochDraws.draw(images, epoch, flip_base, p, generator)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         bar = progress(
@@ -271,7 +272,7 @@ def train(
         )
         for step in bar:
             idx = order[step * p.batch_size : (step + 1) * p.batch_size]
-            x = _augment(images[idx], idx, epoch, flip_base, p, generator)[world.rank :: world.size]
+            x = _augment(images[idx], idx, draws, p)[world.rank :: world.size]
             x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
             y = labels[idx][world.rank :: world.size]
             with autocast(device, bf16):
@@ -325,29 +326,58 @@ def train(
     return TrainedClassifier(model=final.eval(), config=config, history=history, resumed_from_epoch=first_epoch - 1)
 
 
-def _augment(
-    batch: torch.Tensor,
-    idx: torch.Tensor,
-    epoch: int,
-    flip_base: torch.Tensor,
-    p: ClassifierParams,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """Random translation, then flips, then cutout. Flips are random per draw, or alternating
-    (airbench: each image is mirrored in every other epoch, so two consecutive epochs show both views of it)."""
-    if p.translate:
-        batch = random_crop(batch, p.translate, generator)
-    if p.flip == "random":
-        batch = random_flip(batch, generator)
-    elif p.flip == "alternating":
-        mirror = flip_base[idx] ^ (epoch % 2 == 0)
-        batch = torch.where(mirror[:, None, None, None], batch.flip(-1), batch)
-    if p.cutout:
-        batch = random_cutout(batch, p.cutout, generator, MEAN_COLOUR)
+@dataclass
+class EpochDraws:
+    """One epoch's random augmentation choices for every training image.
+
+    Drawn on the CPU generator, so a resumed run draws the same. Copied to the device in one go:
+    a blocking host→device copy per step would make the host wait for the GPU at every step.
+    """
+
+    shifts: torch.Tensor | None  # N×2 crop corners, 0..2·translate
+    mirror: torch.Tensor | None  # N, bool
+    corners: torch.Tensor | None  # N×2 cutout corners
+    fill: torch.Tensor  # the cutout colour, uint8 3×1×1 (the mean: 0 after the net normalises)
+
+    @classmethod
+    def draw(
+        cls,
+        images: torch.Tensor,
+        epoch: int,
+        flip_base: torch.Tensor,
+        p: ClassifierParams,
+        generator: torch.Generator,
+    ) -> EpochDraws:
+        """Flips are random per draw, or alternating (airbench: each image is mirrored in every
+        other epoch, so two consecutive epochs show both views of it; ``flip_base`` picks which)."""
+        n, _, h, w = images.shape
+        shifts = torch.randint(0, 2 * p.translate + 1, (n, 2), generator=generator) if p.translate else None
+        mirror = None
+        if p.flip == "random":
+            mirror = torch.rand(n, generator=generator) < 0.5
+        elif p.flip == "alternating":
+            mirror = flip_base ^ (epoch % 2 == 0)
+        corners = None
+        if p.cutout:
+            rows = torch.randint(0, h - p.cutout + 1, (n,), generator=generator)
+            corners = torch.stack([rows, torch.randint(0, w - p.cutout + 1, (n,), generator=generator)], 1)
+        fill = torch.tensor(CIFAR10_MEAN).mul(255).round().to(torch.uint8).view(3, 1, 1)
+
+        def to_device(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(images.device)
+
+        return cls(to_device(shifts), to_device(mirror), to_device(corners), fill.to(images.device))
+
+
+def _augment(batch: torch.Tensor, idx: torch.Tensor, draws: EpochDraws, p: ClassifierParams) -> torch.Tensor:
+    """Translation, then flip, then cutout of the images ``idx`` (their rows of ``draws``)."""
+    if draws.shifts is not None:
+        batch = crop(batch, p.translate, draws.shifts[idx])
+    if draws.mirror is not None:
+        batch = torch.where(draws.mirror[idx][:, None, None, None], batch.flip(-1), batch)
+    if draws.corners is not None:
+        batch = cutout(batch, p.cutout, draws.corners[idx], draws.fill)
     return batch
-
-
-MEAN_COLOUR = torch.tensor(CIFAR10_MEAN).mul(255).round().view(3, 1, 1)  # uint8 cutout fill: 0 after normalising
 
 
 def _compiled(net: nn.Module, example: torch.Tensor, device: torch.device, bf16: bool) -> nn.Module:
