@@ -27,13 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnpipe import cifar10
+from cnnpipe.data import cifar10
 from cnnpipe.device import describe_hardware, pick_device
-from cnnpipe.export import export
-from cnnpipe.inference import ort_session
-from cnnpipe.nets import CIFAR10_MEAN, CIFAR10_STD
+from cnnpipe.export.onnx import export
+from cnnpipe.models.classifier import CIFAR10_MEAN, CIFAR10_STD
+from cnnpipe.models.onnx_runtime import ort_session
 from cnnpipe.params import ClassifierParams, section_with_overrides
-from cnnpipe.train_classifier import model_size, train
+from cnnpipe.train.classifier import model_size, train
 
 SEED_EPOCHS_TO_85 = 15  # from the seed tutorial's own training log
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnpipe import cifar10
+from cnnpipe.data import cifar10
 from cnnpipe.device import describe_hardware, pick_device
 from cnnpipe.params import ClassifierParams, section_with_overrides
-from cnnpipe.train_classifier import accuracy, train
+from cnnpipe.train.classifier import accuracy, train
 
 
 def run(p: ClassifierParams, train_split: cifar10.Split, test: cifar10.Split, device) -> tuple[float, float]:

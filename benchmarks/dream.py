@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torchvision
 
-from cnnpipe.backbones import IMAGENET_MEAN, IMAGENET_STD, torchvision_backbone
+from cnnpipe.data.sample import scene
 from cnnpipe.device import describe_hardware
-from cnnpipe.dream import DreamParams, dream
-from cnnpipe.sample_data import scene
+from cnnpipe.dream.backbones import IMAGENET_MEAN, IMAGENET_STD, torchvision_backbone
+from cnnpipe.dream.engine import DreamParams, dream
 
 
 def seed_loop(

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cnnpipe.device import describe_hardware  # noqa: E402
-from tests.servers import bentoml_server, grpc_server  # noqa: E402  (repo tooling, not the library)
+from serving.launch import bentoml_server, grpc_server  # noqa: E402
 
 
 def png(h: int, w: int, seed: int = 0) -> bytes:
@@ -71,7 +71,7 @@ async def load(call: Callable[[], Awaitable[None]], concurrency: int, seconds: f
 
 
 def in_process(models: Path, image: bytes, sr_image: bytes, scale: int, seconds: float, threads: int) -> dict:
-    from cnnpipe.inference import InferenceCore
+    from cnnpipe.serve.core import InferenceCore
 
     core = InferenceCore(models, threads=threads)
 
@@ -120,8 +120,8 @@ async def grpc_cells(
 ) -> dict:
     import grpc
 
-    from cnnpipe.v1 import inference_pb2 as pb
-    from cnnpipe.v1 import inference_pb2_grpc as pb_grpc
+    from cnnpipe.serve.v1 import inference_pb2 as pb
+    from cnnpipe.serve.v1 import inference_pb2_grpc as pb_grpc
 
     results = {}
     async with grpc.aio.insecure_channel(address) as channel:

@@ -6,7 +6,7 @@
 Same training images, same threads and the same evaluation protocol for every method (Y channel
 BT.601, ``scale`` px shaved, LR by antialiased bicubic). For each scale:
 
-* **ours**: ``cnnpipe.train_sr.train`` with ``params.yaml``'s ``sr`` section (or ``--set``). The
+* **ours**: ``cnnpipe.train.sr.train`` with ``params.yaml``'s ``sr`` section (or ``--set``). The
   number of epochs is fitted to ``--budget`` minutes from a timed calibration of one epoch, then
   training runs for real and its actual wall time is reported.
 * **reference**: the pytorch/examples ``super_resolution`` recipe as its README runs it
@@ -40,15 +40,15 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from cnnpipe.data.images import load_folder
 from cnnpipe.device import describe_hardware
-from cnnpipe.evaluate import sr_scores
-from cnnpipe.export import SR_DYNAMIC_AXES, export
-from cnnpipe.images import load_folder
-from cnnpipe.inference import ort_session
-from cnnpipe.nets import build_sr
+from cnnpipe.evaluate.sr import sr_scores
+from cnnpipe.export.onnx import SR_DYNAMIC_AXES, export
+from cnnpipe.models.checkpoint import build_sr
+from cnnpipe.models.onnx_runtime import ort_session
+from cnnpipe.models.upscale import upscale
 from cnnpipe.params import SRParams, section_with_overrides
-from cnnpipe.sr import upscale
-from cnnpipe.train_sr import model_config, train
+from cnnpipe.train.sr import model_config, train
 
 # ----------------------------------------------------------------------------- the reference recipe
 
@@ -168,8 +168,8 @@ def onnx_speed(model: nn.Module, scale: int, size: tuple[int, int], seconds: flo
 # over exec, so a child started by a big parent would report the parent's peak.
 _MEMORY_PROBE = """
 import sys, numpy as np
-from cnnpipe.inference import ort_session
-from cnnpipe.sr import upscale
+from cnnpipe.models.onnx_runtime import ort_session
+from cnnpipe.models.upscale import upscale
 def peak_kb():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))

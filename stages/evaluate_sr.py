@@ -9,24 +9,23 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from cnnpipe import paths
+from cnnpipe.atomic import atomic_write, write_json
+from cnnpipe.data.images import bsds_split_dir, load_folder
+from cnnpipe.data.sample import is_generated
 from cnnpipe.errors import exit_on_user_error
-from cnnpipe.evaluate import sr_comparison, sr_scores, write_json
-from cnnpipe.images import bsds_split_dir, load_folder
-from cnnpipe.nets import load_sr
+from cnnpipe.evaluate.sr import sr_comparison, sr_scores
+from cnnpipe.models.checkpoint import load_sr
 from cnnpipe.params import load_params, scale_argument
-from cnnpipe.sample_data import is_generated
-
-BSDS = Path("data/bsds300")
-METRICS, PLOTS = Path("metrics"), Path("plots")
 
 
 @exit_on_user_error
 def main(argv: list[str]) -> None:
     params = load_params()
     scale = scale_argument(argv, params, "evaluate_sr")
-    model, _ = load_sr(Path(f"models/sr_x{scale}.pt"))
-    sets = {"bsds300_test": bsds_split_dir(BSDS, "test"), **params.evaluate.sr_extra_sets}
-    report: dict = {"scale": scale, "generated_sample_data": is_generated(BSDS)}
+    model, _ = load_sr(paths.sr_checkpoint(scale))
+    sets = {"bsds300_test": bsds_split_dir(paths.BSDS300, "test"), **params.evaluate.sr_extra_sets}
+    report: dict = {"scale": scale, "generated_sample_data": is_generated(paths.BSDS300)}
     test_images = []
     for name, folder in sets.items():
         images = load_folder(Path(folder))
@@ -34,11 +33,11 @@ def main(argv: list[str]) -> None:
         report[name] = sr_scores(model, images, scale, desc=f"sr x{scale} {name}")
         s = report[name]
         print(f"{name} x{scale}: PSNR model {s['psnr_model']:.2f} dB, bicubic {s['psnr_bicubic']:.2f} dB")
-    write_json(METRICS / f"sr_x{scale}.json", report)
+    write_json(paths.sr_metrics(scale), report)
     title = f"x{scale} on BSDS300 test" + (" (GENERATED SAMPLE DATA)" if report["generated_sample_data"] else "")
     grid = sr_comparison(model, test_images[: params.evaluate.sr_examples], scale, params.evaluate.sr_crop, title)
-    PLOTS.mkdir(exist_ok=True)
-    grid.save(PLOTS / f"sr_x{scale}_comparison.png")
+    with atomic_write(paths.sr_comparison(scale)) as tmp:
+        grid.save(tmp, format="PNG")
 
 
 if __name__ == "__main__":

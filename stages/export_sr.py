@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import torch
 
-from cnnpipe import __version__
-from cnnpipe.color import hwc_to_nchw, rgb_to_y, to_float
+from cnnpipe import __version__, paths
+from cnnpipe.data.color import hwc_to_nchw, rgb_to_y, to_float
+from cnnpipe.data.images import bsds_split_dir, list_images, read_rgb
 from cnnpipe.errors import exit_on_user_error
-from cnnpipe.export import SR_DYNAMIC_AXES, export_checked
-from cnnpipe.images import bsds_split_dir, list_images, read_rgb
-from cnnpipe.nets import load_sr
+from cnnpipe.export.onnx import SR_DYNAMIC_AXES, export_checked
+from cnnpipe.models.checkpoint import load_sr
 from cnnpipe.params import load_params, scale_argument
 
 
@@ -25,19 +24,31 @@ from cnnpipe.params import load_params, scale_argument
 def main(argv: list[str]) -> None:
     params = load_params()
     scale = scale_argument(argv, params, "export_sr")
-    scores = json.loads(Path(f"metrics/sr_x{scale}.json").read_text())
+    scores = json.loads(paths.sr_metrics(scale).read_text())
     gen = torch.Generator().manual_seed(0)
-    model, config = load_sr(Path(f"models/sr_x{scale}.pt"))
-    image = read_rgb(list_images(bsds_split_dir(Path("data/bsds300"), "test"))[0])
+    model, config = load_sr(paths.sr_checkpoint(scale))
+    image = read_rgb(list_images(bsds_split_dir(paths.BSDS300, "test"))[0])
+    metadata = {
+        "task": "super_resolution",
+        "scale": scale,
+        "context": model.context,
+        "arch": config["arch"],
+        "input": "N×1×H×W luma Y (BT.601) in [0, 1]",
+        "output": "N×1×(H·scale)×(W·scale) luma Y",
+        "sr_scores": scores,
+        "cnnpipe_version": __version__,
+    }
     export_checked(
-        f"sr_x{scale}", model, torch.rand(2, 1, 24, 24, generator=gen), Path(f"models/sr_x{scale}.onnx"),
-        SR_DYNAMIC_AXES, params.export,
-        {"task": "super_resolution", "scale": scale, "context": model.context, "arch": config["arch"],
-         "input": "N×1×H×W luma Y (BT.601) in [0, 1]", "output": "N×1×(H·scale)×(W·scale) luma Y",
-         "sr_scores": scores, "cnnpipe_version": __version__},
+        f"sr_x{scale}",
+        model,
+        torch.rand(2, 1, 24, 24, generator=gen),
+        paths.sr_onnx(scale),
+        SR_DYNAMIC_AXES,
+        params.export,
+        metadata,
         checks=[rgb_to_y(to_float(hwc_to_nchw(image))), torch.rand(3, 1, 17, 29, generator=gen)],
-        report=Path(f"metrics/export_sr_x{scale}.json"),
-    )  # fmt: skip
+        report=paths.sr_export_metrics(scale),
+    )
 
 
 if __name__ == "__main__":

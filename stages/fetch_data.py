@@ -6,10 +6,10 @@ python -m stages.fetch_data cifar10|bsds300
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
+from cnnpipe import paths
+from cnnpipe.data.fetch import Source, fetch
 from cnnpipe.errors import ParamError, exit_on_user_error
-from cnnpipe.fetch import fetch
 from cnnpipe.params import load_params
 
 DATASETS = ("cifar10", "bsds300")
@@ -20,9 +20,9 @@ def main(argv: list[str]) -> None:
     if len(argv) != 1 or argv[0] not in DATASETS:
         raise ParamError(f"usage: python -m stages.fetch_data {{{','.join(DATASETS)}}}")
     name = argv[0]
-    params = load_params()
-    md5 = fetch(params.source(name), Path("data") / name)
-    print(f"data/{name}: ok (md5 {md5})")
+    source = getattr(load_params().data, name)
+    md5 = fetch(Source(url=source.url, md5=source.md5, param=f"data.{name}"), paths.dataset(name))
+    print(f"{paths.dataset(name)}: ok (md5 {md5})")
 
 
 if __name__ == "__main__":

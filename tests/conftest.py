@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnpipe.cli import SAMPLE_SIZES
-from cnnpipe.sample_data import write_archives
+from cnnpipe.data.sample import SAMPLE_SIZES, write_archives
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")

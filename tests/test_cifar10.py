@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnpipe import cifar10
+from cnnpipe.data import cifar10
 from cnnpipe.errors import DataError
 
 

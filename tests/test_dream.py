@@ -12,9 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnpipe.backbones import BackboneError, classifier_backbone, torchvision_backbone
-from cnnpipe.dream import DreamCancelled, DreamError, DreamParams, dream, pyramid_sizes
-from cnnpipe.nets import ResNet9, save_checkpoint
+from cnnpipe.dream.backbones import BackboneError, classifier_backbone, torchvision_backbone
+from cnnpipe.dream.engine import DreamCancelled, DreamError, DreamParams, dream, pyramid_sizes
+from cnnpipe.models.checkpoint import save_checkpoint
+from cnnpipe.models.classifier import ResNet9
 
 CPU = torch.device("cpu")
 

@@ -5,8 +5,9 @@ import onnx
 import pytest
 import torch
 
-from cnnpipe.export import export, max_abs_diff
-from cnnpipe.nets import ESPCN, AirbenchNet, ResNet9, ResSR
+from cnnpipe.export.onnx import export, max_abs_diff
+from cnnpipe.models.classifier import AirbenchNet, ResNet9
+from cnnpipe.models.sr import ESPCN, ResSR
 
 
 @pytest.mark.parametrize("model", [ResNet9(width=8), AirbenchNet(10, (8, 16, 16))], ids=["resnet9", "airbench"])

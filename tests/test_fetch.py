@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cnnpipe.data.fetch import Source, fetch
 from cnnpipe.errors import FetchError
-from cnnpipe.fetch import Source, fetch
 
 from .conftest import REPO
 

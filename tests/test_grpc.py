@@ -12,12 +12,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from PIL import Image
 
-from cnnpipe.inference import InferenceCore
-from cnnpipe.v1 import inference_pb2 as pb
-from cnnpipe.v1 import inference_pb2_grpc as pb_grpc
+from cnnpipe.serve.core import InferenceCore
+from cnnpipe.serve.v1 import inference_pb2 as pb
+from cnnpipe.serve.v1 import inference_pb2_grpc as pb_grpc
+from serving.launch import grpc_server
 
 from .images import BAD, GOOD, encode, photo
-from .servers import grpc_server
 
 pytestmark = pytest.mark.slow
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnpipe.inference import InferenceCore
+from cnnpipe.serve.core import InferenceCore
+from serving.launch import bentoml_server, server_env
 
 from .images import BAD, GOOD, encode, photo
 from .pipeline import REPO
-from .servers import bentoml_server, server_env
 
 pytestmark = pytest.mark.slow
 

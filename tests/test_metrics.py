@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from cnnpipe.color import resize_bicubic, rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
-from cnnpipe.metrics import psnr, shave, ssim
+from cnnpipe.data.color import resize_bicubic, rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
+from cnnpipe.evaluate.metrics import psnr, shave, ssim
 
 
 def test_psnr_of_identical_images_is_infinite() -> None:

@@ -3,18 +3,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnpipe.color import resize_bicubic
-from cnnpipe.nets import (
-    ESPCN,
-    AirbenchNet,
-    ConvGroup,
-    ResNet9,
-    ResSR,
-    build_classifier,
-    load_classifier,
-    load_sr,
-    save_checkpoint,
-)
+from cnnpipe.data.color import resize_bicubic
+from cnnpipe.models.checkpoint import build_classifier, load_classifier, load_sr, save_checkpoint
+from cnnpipe.models.classifier import AirbenchNet, ConvGroup, ResNet9
+from cnnpipe.models.sr import ESPCN, ResSR
 
 
 @pytest.mark.parametrize("width", [4, 16])

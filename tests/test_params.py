@@ -26,7 +26,7 @@ def _write(tmp_path: Path, edit) -> Path:
 
 def test_the_repository_params_are_valid() -> None:
     params = load_params(REPO / "params.yaml")
-    assert params.source("cifar10").url.startswith("https://")
+    assert params.data.cifar10.url.startswith("https://")
     assert set(params.sr.scales) <= {2, 3, 4}
 
 
@@ -49,11 +49,11 @@ def test_the_repository_params_are_valid() -> None:
         (lambda p: p["sr"].update(scales=[3, 5]), r"sr\.scales must be distinct values of 2, 3 and 4"),
         (lambda p: p["sr"].update(scales=[3, 3]), r"sr\.scales must be distinct values of 2, 3 and 4"),
         (lambda p: p["sr"].update(scales=["x3"]), r"sr\.scales\[0\] must be an integer"),
-        (lambda p: p["sr"].update(loss="l3"), r"sr\.loss must be l1 or mse"),
+        (lambda p: p["sr"].update(loss="l3"), r"sr\.loss must be one of l1, mse, got .l3."),
         (lambda p: p["sr"].update(scale=3), r"unknown param sr\.scale "),
         (lambda p: p["data"]["cifar10"].update(md5="abc"), r"data\.cifar10\.md5 must be 32 hex digits"),
         (lambda p: p["data"].pop("bsds300"), r"missing param data\.bsds300"),
-        (lambda p: p.update(device="tpu"), r"device must be auto, cpu or cuda"),
+        (lambda p: p.update(device="tpu"), r"device must be one of auto, cpu, cuda, got .tpu."),
         (lambda p: p["evaluate"].update(sr_extra_sets={"Set5": "/no/such/dir"}), r"sr_extra_sets\.Set5"),
     ],
 )
@@ -66,9 +66,9 @@ def test_batch_larger_than_the_dataset_fails_before_training() -> None:
     import numpy as np
     import torch
 
-    from cnnpipe.cifar10 import Split
+    from cnnpipe.data.cifar10 import Split
     from cnnpipe.params import ClassifierParams
-    from cnnpipe.train_classifier import train
+    from cnnpipe.train.classifier import train
 
     split = Split(np.zeros((10, 3, 32, 32), np.uint8), np.zeros(10, np.int64))
     with pytest.raises(ParamError, match=r"batch_size \(64\) is larger than the training set \(10 images\)"):

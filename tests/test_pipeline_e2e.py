@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnpipe import cifar10
+from cnnpipe.data import cifar10
 
 from .pipeline import TINY, tiny_pipeline_repo
 from .pipeline import dvc as _dvc

@@ -1,10 +1,9 @@
 import hashlib
 import tarfile
 
-from cnnpipe import cifar10
-from cnnpipe.cli import SAMPLE_SIZES
-from cnnpipe.fetch import Source, fetch
-from cnnpipe.sample_data import MARKER, bsds300_archive, cifar10_archive, is_generated
+from cnnpipe.data import cifar10
+from cnnpipe.data.fetch import Source, fetch
+from cnnpipe.data.sample import MARKER, SAMPLE_SIZES, bsds300_archive, cifar10_archive, is_generated
 
 
 def test_archives_are_byte_for_byte_deterministic() -> None:

@@ -6,26 +6,27 @@ import itertools
 import pytest
 import torch
 
-from cnnpipe import cifar10
-from cnnpipe.augment import crop, cutout, random_dihedral, translations
-from cnnpipe.evaluate import sr_scores
-from cnnpipe.fetch import Source, fetch
-from cnnpipe.images import bsds_split_dir, load_folder
-from cnnpipe.nets import CLASSIFIER_ARCHS, AirbenchNet, build_classifier, build_sr
+from cnnpipe.data import cifar10
+from cnnpipe.data.augment import crop, cutout, random_dihedral, translations
+from cnnpipe.data.fetch import Source, fetch
+from cnnpipe.data.images import bsds_split_dir, load_folder
+from cnnpipe.evaluate.sr import sr_scores
+from cnnpipe.models.checkpoint import CLASSIFIER_ARCHS, build_classifier, build_sr
+from cnnpipe.models.classifier import AirbenchNet
+from cnnpipe.models.predict import predict_logits
 from cnnpipe.params import ClassifierParams, SRParams
-from cnnpipe.train_classifier import (
+from cnnpipe.train.classifier import (
     EpochDraws,
     Lookahead,
     _augment,
     _optimizer,
     model_config,
-    predict_logits,
     triangle,
 )
-from cnnpipe.train_classifier import train as train_classifier
-from cnnpipe.train_sr import model_config as sr_model_config
-from cnnpipe.train_sr import sample_patches, warmup_cosine
-from cnnpipe.train_sr import train as train_sr
+from cnnpipe.train.classifier import train as train_classifier
+from cnnpipe.train.sr import model_config as sr_model_config
+from cnnpipe.train.sr import sample_patches, warmup_cosine
+from cnnpipe.train.sr import train as train_sr
 
 CPU = torch.device("cpu")
 

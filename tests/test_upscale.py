@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cnnpipe.nets import ESPCN, ResSR
-from cnnpipe.sr import model_upscale, torch_luma, upscale, upscale_luma_tiled
+from cnnpipe.models.sr import ESPCN, ResSR
+from cnnpipe.models.upscale import model_upscale, torch_luma, upscale, upscale_luma_tiled
 
 
 @pytest.fixture(scope="module")

@@ -8,23 +8,19 @@ import shlex
 from pathlib import Path
 
 from cnnpipe import __version__
+from cnnpipe.data.sample import SAMPLE_SIZES, write_archives
+from cnnpipe.dream.presets import DEFAULT_PRESET, PRESETS
 from cnnpipe.errors import exit_on_user_error
-from cnnpipe.sample_data import SampleSpec, write_archives
-
-# Sizes of the generated sample: "demo" trains in minutes on 2 CPU cores, "tiny" in seconds.
-SAMPLE_SIZES = {
-    "demo": SampleSpec(),
-    "tiny": SampleSpec(cifar_train_per_batch=64, cifar_test=200, bsds_train=4, bsds_test=2, bsds_size=(120, 96)),
-}
 
 
 def sample_data(args: argparse.Namespace) -> None:
     written = write_archives(Path(args.out_dir), SAMPLE_SIZES[args.size])
     if args.dvc_set_args:
-        print(" ".join(
+        args_ = (
             f"-S {shlex.quote(f'data.{name}.url={path}')} -S data.{name}.md5={md5}"
             for name, (path, md5) in written.items()
-        ))  # fmt: skip
+        )
+        print(" ".join(args_))
         return
     for name, (path, md5) in written.items():
         print(f"{path}  md5 {md5}  (params: data.{name}.url / data.{name}.md5)")
@@ -39,25 +35,41 @@ def _layer_weight(text: str) -> tuple[str, float]:
 
 
 def dream_command(args: argparse.Namespace) -> None:
-    from cnnpipe.backbones import DEFAULT_LAYER, load_backbone
+    from cnnpipe.data.images import read_rgb, write_png
     from cnnpipe.device import pick_device
-    from cnnpipe.dream import DreamParams, dream
-    from cnnpipe.images import read_rgb, write_png
+    from cnnpipe.dream.backbones import load_backbone
+    from cnnpipe.dream.engine import dream
+    from cnnpipe.dream.presets import DreamRequest, dream_params
     from cnnpipe.progress import progress
 
     image = read_rgb(Path(args.input))
     backbone = load_backbone(
-        args.backbone, pick_device(args.device), weights=args.weights,
-        classifier_checkpoint=Path(args.classifier), download=not args.no_download,
-    )  # fmt: skip
-    layers = dict(args.layer or [(DEFAULT_LAYER.get(args.backbone, ""), 1.0)])
-    params = DreamParams(
-        layers=layers, channels=tuple(args.channel), octaves=args.octaves,
-        octave_scale=args.octave_scale, steps=args.steps, lr=args.lr, jitter=args.jitter,
-        smoothing=args.smoothing, seed=args.seed, tile_size=args.tile_size, max_pixels=args.max_pixels,
+        args.backbone,
+        pick_device(args.device),
+        weights=args.weights,
+        classifier_checkpoint=Path(args.classifier),
+        download=not args.no_download,
+    )
+    request = DreamRequest(
+        preset=args.preset,
+        layers=dict(args.layer) if args.layer else None,
+        channels=args.channel,
+        octaves=args.octaves,
+        octave_scale=args.octave_scale,
+        steps=args.steps,
+        lr=args.lr,
+        jitter=args.jitter,
+        smoothing=args.smoothing,
+        seed=args.seed,
+    )
+    params = dream_params(
+        request,
+        args.backbone,
+        max_pixels=args.max_pixels,
         max_total_steps=args.max_total_steps,
-    )  # fmt: skip
-    with progress(total=args.octaves * args.steps, desc="dream", unit="step") as bar:
+        tile_size=args.tile_size,
+    )
+    with progress(total=params.octaves * params.steps, desc="dream", unit="step") as bar:
 
         def advance(_progress: object) -> None:  # returns None: never cancels
             bar.update(1)
@@ -68,8 +80,9 @@ def dream_command(args: argparse.Namespace) -> None:
 
 
 def serve_grpc_command(args: argparse.Namespace) -> None:
-    from cnnpipe.grpc_server import serve
-    from cnnpipe.inference import InferenceCore, Limits
+    from cnnpipe.serve.core import InferenceCore
+    from cnnpipe.serve.grpc_server import serve
+    from cnnpipe.serve.limits import Limits
 
     torch_threads(args.threads)
     core = InferenceCore(Path(args.models), threads=args.threads, limits=Limits.from_env())
@@ -108,17 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--layer", type=_layer_weight, action="append", default=None,
         help="layer name or index, optionally NAME:WEIGHT; repeat for several (default: see DEFAULT_LAYER)",
     )  # fmt: skip
-    d.add_argument("--channel", type=int, action="append", default=[], help="only this channel (repeatable)")
-    d.add_argument("--octaves", type=int, default=4)
-    d.add_argument("--octave-scale", type=float, default=2.0)
-    d.add_argument("--steps", type=int, default=25, help="gradient steps per octave")
-    d.add_argument("--lr", type=float, default=0.02, help="step size: lr / mean|grad|")
-    d.add_argument("--jitter", type=int, default=0, help="max random roll in pixels per step")
-    d.add_argument("--smoothing", type=float, default=0.0, help="gradient blur sigma in pixels")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--tile-size", type=int, default=512)
-    d.add_argument("--max-pixels", type=int, default=4096 * 4096)
-    d.add_argument("--max-total-steps", type=int, default=1000)
+    d.add_argument("--channel", type=int, action="append", default=None, help="only this channel (repeatable)")
+    d.add_argument(
+        "--preset", choices=list(PRESETS), default=None, help=f"settings to start from (default {DEFAULT_PRESET})"
+    )
+    d.add_argument("--octaves", type=int, default=None, help="octave pyramid levels (default: the preset's)")
+    d.add_argument("--octave-scale", type=float, default=None, help="size ratio between octaves")
+    d.add_argument("--steps", type=int, default=None, help="gradient steps per octave")
+    d.add_argument("--lr", type=float, default=None, help="step size: lr / mean|grad|")
+    d.add_argument("--jitter", type=int, default=None, help="max random roll in pixels per step")
+    d.add_argument("--smoothing", type=float, default=None, help="gradient blur sigma in pixels")
+    d.add_argument("--seed", type=int, default=None)
+    d.add_argument("--tile-size", type=int, default=None, help="gradients on tiles at most this big")
+    d.add_argument("--max-pixels", type=int, default=None, help="refuse larger images")
+    d.add_argument("--max-total-steps", type=int, default=None, help="refuse more octaves × steps")
     d.add_argument("--weights", choices=["imagenet", "random"], default="imagenet")
     d.add_argument("--no-download", action="store_true", help="use only cached ImageNet weights")
     d.add_argument("--classifier", default="models/classifier.pt", help="checkpoint for --backbone classifier")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnpipe.color import resize_bicubic, rgb_to_ycbcr, to_float, to_uint8, ycbcr_to_rgb
+from cnnpipe.data.color import resize_bicubic, rgb_to_ycbcr, to_float, to_uint8, ycbcr_to_rgb
 
 
 def crop_to_multiple(images: torch.Tensor, scale: int) -> torch.Tensor:
@@ -31,7 +31,7 @@ def bicubic_upscale(lr_uint8: torch.Tensor, scale: int) -> torch.Tensor:
 
 DEFAULT_OVERLAP = 24
 """LR context pixels around each tile: at least the network's receptive-field radius (``context``
-of the nets in :mod:`cnnpipe.nets`, stored in the ONNX metadata), or tiles would show seams."""
+of the nets in :mod:`cnnpipe.models.sr`, stored in the ONNX metadata), or tiles would show seams."""
 
 
 def model_upscale(model: nn.Module, lr_uint8: torch.Tensor, scale: int, tile: int = 1 << 16) -> torch.Tensor:

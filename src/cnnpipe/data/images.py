@@ -1,7 +1,8 @@
-"""Image files on disk: the BSDS300 layout and plain folders of images (Set5, Set14, …)."""
+"""Image files: the BSDS300 layout, plain folders of images (Set5, Set14, …), PNG encoding, the centre crop."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from cnnpipe.atomic import write_bytes
 from cnnpipe.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
@@ -42,13 +44,20 @@ def read_rgb(path: Path) -> np.ndarray:
         raise DataError(f"cannot read {path} as an image: {exc}") from None
 
 
+def encode_png(rgb: np.ndarray, alpha: np.ndarray | None = None, grey: bool = False) -> bytes:
+    """uint8 H×W×3 (+ optional H×W alpha) → PNG bytes; ``grey`` writes L / LA."""
+    channels = rgb[..., :1] if grey else rgb
+    if alpha is not None:
+        channels = np.dstack([channels, alpha])
+    img = Image.fromarray(channels.squeeze(-1) if channels.shape[-1] == 1 else channels)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def write_png(path: Path, image: np.ndarray) -> None:
-    """Write uint8 H×W×3 as PNG atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
-    tmp.replace(path)
+    """Write uint8 H×W×3 as PNG (:func:`encode_png`, so the CLI and the servers write the same bytes), atomically."""
+    write_bytes(path, encode_png(image))
 
 
 def center_square(rgb: np.ndarray, size: int) -> torch.Tensor:

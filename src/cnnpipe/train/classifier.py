@@ -22,14 +22,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cnnpipe import cifar10
-from cnnpipe.augment import crop, cutout, translations
+from cnnpipe.data import cifar10
+from cnnpipe.data.augment import crop, cutout
 from cnnpipe.device import autocast, seed_everything, use_bf16
-from cnnpipe.distributed import World, barrier
 from cnnpipe.errors import ParamError
-from cnnpipe.nets import CIFAR10_MEAN, CLASSIFIER_ARCHS, atomic_torch_save, build_classifier
+from cnnpipe.models.checkpoint import CLASSIFIER_ARCHS, atomic_torch_save, build_classifier
+from cnnpipe.models.classifier import CIFAR10_MEAN
+from cnnpipe.models.predict import predict_logits
 from cnnpipe.params import ClassifierParams
 from cnnpipe.progress import progress
+from cnnpipe.train.distributed import World, barrier
 
 EpochCallback = Callable[[dict[str, float]], None]
 
@@ -55,41 +57,6 @@ def model_size(p: ClassifierParams) -> tuple[str, Any]:
 def model_config(p: ClassifierParams, classes: tuple[str, ...]) -> dict[str, Any]:
     name, size = model_size(p)
     return {"arch": p.arch, name: size, "classes": list(classes), "input_size": 32}
-
-
-@torch.no_grad()
-def predict_logits(
-    model: nn.Module,
-    images: torch.Tensor,
-    device: torch.device,
-    batch_size: int = 1000,
-    bf16: bool = False,
-    tta: int = 0,
-) -> torch.Tensor:
-    """Logits (float32, on CPU) for uint8 N×3×32×32 images.
-
-    ``tta`` 1 averages with the mirror image; 2 also with the image shifted one pixel up-left and
-    down-right (each mirrored too), weighted ½ untranslated, ¼ each shift, as airbench does.
-    """
-    model.eval()
-
-    def mirrored(x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (model(x).float() + model(x.flip(-1)).float())
-
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].to(device).float().div_(255)
-        x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, bf16):
-            if tta == 0:
-                logits = model(x).float()
-            elif tta == 1:
-                logits = mirrored(x)
-            else:
-                shifted = [mirrored(t.contiguous(memory_format=torch.channels_last)) for t in translations(x, 1)]
-                logits = 0.5 * mirrored(x) + 0.25 * (shifted[0] + shifted[1])
-        out.append(logits.cpu())
-    return torch.cat(out)
 
 
 def accuracy(model: nn.Module, split: cifar10.Split, device: torch.device, p: ClassifierParams) -> float:

@@ -5,9 +5,8 @@ gRPC server are thin adapters around it, so validation, pre- and post-processing
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,49 +15,26 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from cnnpipe import __version__
+from cnnpipe import __version__, paths
+from cnnpipe.data.images import center_square, encode_png
+from cnnpipe.dream.engine import ProgressCallback
+from cnnpipe.dream.presets import PRESETS, DreamRequest, dream_params
 from cnnpipe.errors import CnnpipeError
-from cnnpipe.imagecodec import DecodedImage, RequestError, decode_image, encode_png
-from cnnpipe.images import center_square
-from cnnpipe.sr import DEFAULT_OVERLAP
+from cnnpipe.models.onnx_runtime import ort_session, read_metadata
+from cnnpipe.models.upscale import DEFAULT_OVERLAP
+from cnnpipe.serve.codec import DecodedImage, RequestError
+from cnnpipe.serve.limits import Limits
 
-CLASSIFIER_FILE = "classifier.onnx"
+CLASSIFIER_FILE = paths.CLASSIFIER_ONNX.name
+DREAM_CHECKPOINT_FILE = paths.CLASSIFIER_CHECKPOINT.name
 
 
 class ModelsMissing(CnnpipeError):
     """The exported models are not where the server was told to look."""
 
 
-def providers() -> list[str]:
-    """CUDA when a GPU is actually present (asking for it otherwise logs errors), else CPU."""
-    available = ort.get_available_providers()
-    if "CUDAExecutionProvider" in available and torch.cuda.is_available():
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-def ort_session(path: Path, threads: int = 0) -> ort.InferenceSession:
-    """An InferenceSession for ``path``; ``threads`` = 0 lets ONNX Runtime pick."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=options, providers=providers())
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _metadata(session: ort.InferenceSession) -> dict[str, Any]:
-    raw = session.get_modelmeta().custom_metadata_map
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def classifier_input(image: DecodedImage, size: int) -> np.ndarray:
@@ -70,39 +46,10 @@ def classifier_input(image: DecodedImage, size: int) -> np.ndarray:
     return (center_square(image.rgb, size).clamp(0, 255) / 255.0)[0].numpy().astype(np.float32)
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Request limits; every one is enforced with a 4xx / gRPC status and a message."""
-
-    max_upload_bytes: int = 32 * 1024 * 1024
-    max_pixels: int = 4096 * 4096  # decoded input image
-    sr_max_output_pixels: int = 4096 * 4096  # 1920×1080 ×2 fits
-    dream_sync_max_pixels: int = 320 * 320
-    dream_sync_max_steps: int = 60  # octaves × steps
-    dream_task_max_pixels: int = 1024 * 1024
-    dream_task_max_steps: int = 400
-
-    def decode(self, data: bytes, max_pixels: int | None = None) -> DecodedImage:
-        """Size-checked :func:`decode_image` (``max_pixels`` defaults to ``self.max_pixels``)."""
-        if len(data) > self.max_upload_bytes:
-            raise RequestError("too_large", f"upload is {len(data)} bytes; the limit is {self.max_upload_bytes}")
-        return decode_image(data, max_pixels or self.max_pixels)
-
-    @classmethod
-    def from_env(cls) -> Limits:
-        """Override any field with ``CNNPIPE_<FIELD>`` (e.g. CNNPIPE_MAX_PIXELS=1000000)."""
-        values = {}
-        for name in cls.__dataclass_fields__:
-            raw = os.environ.get(f"CNNPIPE_{name.upper()}")
-            if raw is not None:
-                values[name] = int(raw)
-        return cls(**values)
-
-
 def find_models(models_dir: Path) -> tuple[Path, list[Path]]:
     """The classifier and SR exports in ``models_dir``, or ModelsMissing saying how to make them."""
     classifier_path = Path(models_dir) / CLASSIFIER_FILE
-    sr_paths = sorted(Path(models_dir).glob("sr_x*.onnx"))
+    sr_paths = sorted(Path(models_dir).glob(paths.sr_onnx("*").name))
     if not classifier_path.is_file() or not sr_paths:
         raise ModelsMissing(
             f"no exported models in {Path(models_dir).resolve()} (need {CLASSIFIER_FILE} and sr_x*.onnx): "
@@ -132,7 +79,7 @@ class InferenceCore:
         self.limits = limits or Limits()
         classifier_path, sr_paths = find_models(self.models_dir)
         self.classifier = ort_session(classifier_path, threads)
-        meta = _metadata(self.classifier)
+        meta = read_metadata(self.classifier)
         self.classes: list[str] = list(meta.get("classes", []))
         self.input_size = int(self.classifier.get_inputs()[0].shape[-1])
         self.models = [ModelInfo("classifier", classifier_path.name, _sha256(classifier_path))]
@@ -140,7 +87,7 @@ class InferenceCore:
         self.sr_context: dict[int, int] = {}  # LR receptive-field radius = the tile overlap needed
         for path in sr_paths:
             session = ort_session(path, threads)
-            meta = _metadata(session)
+            meta = read_metadata(session)
             scale = int(meta.get("scale", path.stem.removeprefix("sr_x")))
             self.sr[scale] = session
             self.sr_context[scale] = int(meta.get("context", DEFAULT_OVERLAP))
@@ -151,7 +98,7 @@ class InferenceCore:
     # ------------------------------------------------------------------ metadata
 
     def metadata(self) -> dict[str, Any]:
-        from cnnpipe.backbones import DEFAULT_LAYER
+        from cnnpipe.dream.backbones import DEFAULT_LAYER
 
         return {
             "classes": self.classes,
@@ -160,15 +107,14 @@ class InferenceCore:
             "cnnpipe_version": __version__,
             "dream_backbone": self.dream_backbone_name,
             "dream_default_layer": DEFAULT_LAYER.get(self.dream_backbone_name, ""),
-            "limits": self.limits.__dict__,
+            "dream_presets": {name: _preset_fields(p) for name, p in PRESETS.items()},
+            "limits": dataclasses.asdict(self.limits),
         }
 
     # ------------------------------------------------------------------ decoding
 
     def decode(self, data: bytes, max_pixels: int | None = None) -> DecodedImage:
-        if len(data) > self.limits.max_upload_bytes:
-            raise RequestError("too_large", f"upload is {len(data)} bytes; the limit is {self.limits.max_upload_bytes}")
-        return decode_image(data, max_pixels or self.limits.max_pixels)
+        return self.limits.decode(data, max_pixels)
 
     # ------------------------------------------------------------------ classify
 
@@ -210,7 +156,7 @@ class InferenceCore:
 
     def super_resolve(self, data: bytes, scale: int) -> tuple[bytes, int, int]:
         """Upload → (PNG bytes, width, height) upscaled ×``scale``; RGBA and greyscale kept."""
-        from cnnpipe.sr import upscale
+        from cnnpipe.models.upscale import upscale
 
         if scale not in self.sr:
             raise RequestError("unprocessable", f"scale {scale} is not available; choose one of {sorted(self.sr)}")
@@ -232,38 +178,31 @@ class InferenceCore:
 
     def backbone(self):
         if self._backbone is None:
-            from cnnpipe.backbones import load_backbone
+            from cnnpipe.dream.backbones import load_backbone
 
             self._backbone = load_backbone(
                 self.dream_backbone_name, torch.device("cuda" if torch.cuda.is_available() else "cpu"),
-                classifier_checkpoint=self.models_dir / "classifier.pt", download=False,
+                classifier_checkpoint=self.models_dir / DREAM_CHECKPOINT_FILE, download=False,
             )  # fmt: skip
         return self._backbone
 
-    def deepdream(self, data: bytes, options: dict[str, Any], task: bool = False, progress: Any = None) -> bytes:
-        """Upload + dream options → PNG. ``task`` selects the larger limits of the task endpoint."""
-        from cnnpipe.backbones import DEFAULT_LAYER, BackboneError
-        from cnnpipe.dream import DreamError, DreamParams, dream
+    def deepdream(
+        self, data: bytes, request: DreamRequest, task: bool = False, progress: ProgressCallback | None = None
+    ) -> bytes:
+        """Upload + :class:`DreamRequest` → PNG. ``task`` selects the larger limits of the task endpoint."""
+        from cnnpipe.dream.backbones import BackboneError
+        from cnnpipe.dream.engine import DreamError, dream
 
         max_pixels = self.limits.dream_task_max_pixels if task else self.limits.dream_sync_max_pixels
         max_steps = self.limits.dream_task_max_steps if task else self.limits.dream_sync_max_steps
         image = self.decode(data, max_pixels=max_pixels)
-        layers = options.get("layers") or [DEFAULT_LAYER.get(self.dream_backbone_name, "")]
         try:
-            params = DreamParams(
-                layers={str(name): 1.0 for name in layers},
-                octaves=int(options.get("octaves") or 3),
-                octave_scale=float(options.get("octave_scale") or 1.4),
-                steps=int(options.get("steps") or 10),
-                lr=float(options.get("lr") or 0.02),
-                jitter=int(options.get("jitter") or 0),
-                seed=int(options.get("seed") or 0),
-                max_pixels=max_pixels,
-                max_total_steps=max_steps,
-            )
+            params = dream_params(request, self.dream_backbone_name, max_pixels=max_pixels, max_total_steps=max_steps)
             out = dream(image.rgb, self.backbone(), params, progress=progress)
         except (DreamError, BackboneError) as exc:
             raise RequestError("unprocessable", str(exc)) from None
-        except (TypeError, ValueError) as exc:
-            raise RequestError("unprocessable", f"bad DeepDream option: {exc}") from None
         return encode_png(out, image.alpha)
+
+
+def _preset_fields(p: Any) -> dict[str, Any]:
+    return {k: getattr(p, k) for k in ("octaves", "octave_scale", "steps", "lr", "jitter")}

@@ -1,8 +1,10 @@
-from google.protobuf.internal import containers as _containers
+from collections.abc import Iterable as _Iterable
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar
+
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from google.protobuf.internal import containers as _containers
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -12,20 +14,20 @@ class ClassifyRequest(_message.Message):
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     top_k: int
-    def __init__(self, image: _Optional[bytes] = ..., top_k: _Optional[int] = ...) -> None: ...
+    def __init__(self, image: bytes | None = ..., top_k: int | None = ...) -> None: ...
 
 class ClassProbability(_message.Message):
-    __slots__ = ("label", "index", "probability")
+    __slots__ = ("index", "label", "probability")
     LABEL_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     label: str
     index: int
     probability: float
-    def __init__(self, label: _Optional[str] = ..., index: _Optional[int] = ..., probability: _Optional[float] = ...) -> None: ...
+    def __init__(self, label: str | None = ..., index: int | None = ..., probability: float | None = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
-    __slots__ = ("label", "index", "top_k", "model_version")
+    __slots__ = ("index", "label", "model_version", "top_k")
     LABEL_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
@@ -34,7 +36,7 @@ class ClassifyResponse(_message.Message):
     index: int
     top_k: _containers.RepeatedCompositeFieldContainer[ClassProbability]
     model_version: str
-    def __init__(self, label: _Optional[str] = ..., index: _Optional[int] = ..., top_k: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
+    def __init__(self, label: str | None = ..., index: int | None = ..., top_k: _Iterable[ClassProbability | _Mapping] | None = ..., model_version: str | None = ...) -> None: ...
 
 class SuperResolveRequest(_message.Message):
     __slots__ = ("image", "scale")
@@ -42,10 +44,10 @@ class SuperResolveRequest(_message.Message):
     SCALE_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     scale: int
-    def __init__(self, image: _Optional[bytes] = ..., scale: _Optional[int] = ...) -> None: ...
+    def __init__(self, image: bytes | None = ..., scale: int | None = ...) -> None: ...
 
 class SuperResolveResponse(_message.Message):
-    __slots__ = ("png", "width", "height", "model_version")
+    __slots__ = ("height", "model_version", "png", "width")
     PNG_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -54,10 +56,10 @@ class SuperResolveResponse(_message.Message):
     width: int
     height: int
     model_version: str
-    def __init__(self, png: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
+    def __init__(self, png: bytes | None = ..., width: int | None = ..., height: int | None = ..., model_version: str | None = ...) -> None: ...
 
 class DeepDreamRequest(_message.Message):
-    __slots__ = ("image", "layers", "octaves", "octave_scale", "steps", "lr", "jitter", "seed")
+    __slots__ = ("image", "jitter", "layers", "lr", "octave_scale", "octaves", "preset", "seed", "steps")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     OCTAVES_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +68,7 @@ class DeepDreamRequest(_message.Message):
     LR_FIELD_NUMBER: _ClassVar[int]
     JITTER_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    PRESET_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     layers: _containers.RepeatedScalarFieldContainer[str]
     octaves: int
@@ -74,10 +77,11 @@ class DeepDreamRequest(_message.Message):
     lr: float
     jitter: int
     seed: int
-    def __init__(self, image: _Optional[bytes] = ..., layers: _Optional[_Iterable[str]] = ..., octaves: _Optional[int] = ..., octave_scale: _Optional[float] = ..., steps: _Optional[int] = ..., lr: _Optional[float] = ..., jitter: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+    preset: str
+    def __init__(self, image: bytes | None = ..., layers: _Iterable[str] | None = ..., octaves: int | None = ..., octave_scale: float | None = ..., steps: int | None = ..., lr: float | None = ..., jitter: int | None = ..., seed: int | None = ..., preset: str | None = ...) -> None: ...
 
 class DeepDreamProgress(_message.Message):
-    __slots__ = ("octave", "octaves", "step", "steps", "fraction")
+    __slots__ = ("fraction", "octave", "octaves", "step", "steps")
     OCTAVE_FIELD_NUMBER: _ClassVar[int]
     OCTAVES_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
@@ -88,22 +92,22 @@ class DeepDreamProgress(_message.Message):
     step: int
     steps: int
     fraction: float
-    def __init__(self, octave: _Optional[int] = ..., octaves: _Optional[int] = ..., step: _Optional[int] = ..., steps: _Optional[int] = ..., fraction: _Optional[float] = ...) -> None: ...
+    def __init__(self, octave: int | None = ..., octaves: int | None = ..., step: int | None = ..., steps: int | None = ..., fraction: float | None = ...) -> None: ...
 
 class DeepDreamUpdate(_message.Message):
-    __slots__ = ("progress", "png")
+    __slots__ = ("png", "progress")
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     PNG_FIELD_NUMBER: _ClassVar[int]
     progress: DeepDreamProgress
     png: bytes
-    def __init__(self, progress: _Optional[_Union[DeepDreamProgress, _Mapping]] = ..., png: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, progress: DeepDreamProgress | _Mapping | None = ..., png: bytes | None = ...) -> None: ...
 
 class GetMetadataRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "file", "sha256", "version")
+    __slots__ = ("file", "name", "sha256", "version")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -112,20 +116,22 @@ class ModelInfo(_message.Message):
     file: str
     sha256: str
     version: str
-    def __init__(self, name: _Optional[str] = ..., file: _Optional[str] = ..., sha256: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: str | None = ..., file: str | None = ..., sha256: str | None = ..., version: str | None = ...) -> None: ...
 
 class Metadata(_message.Message):
-    __slots__ = ("classes", "scales", "models", "cnnpipe_version", "dream_backbone", "dream_layers")
+    __slots__ = ("classes", "cnnpipe_version", "dream_backbone", "dream_layers", "dream_presets", "models", "scales")
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     SCALES_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     CNNPIPE_VERSION_FIELD_NUMBER: _ClassVar[int]
     DREAM_BACKBONE_FIELD_NUMBER: _ClassVar[int]
     DREAM_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    DREAM_PRESETS_FIELD_NUMBER: _ClassVar[int]
     classes: _containers.RepeatedScalarFieldContainer[str]
     scales: _containers.RepeatedScalarFieldContainer[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     cnnpipe_version: str
     dream_backbone: str
     dream_layers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, classes: _Optional[_Iterable[str]] = ..., scales: _Optional[_Iterable[int]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., cnnpipe_version: _Optional[str] = ..., dream_backbone: _Optional[str] = ..., dream_layers: _Optional[_Iterable[str]] = ...) -> None: ...
+    dream_presets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, classes: _Iterable[str] | None = ..., scales: _Iterable[int] | None = ..., models: _Iterable[ModelInfo | _Mapping] | None = ..., cnnpipe_version: str | None = ..., dream_backbone: str | None = ..., dream_layers: _Iterable[str] | None = ..., dream_presets: _Iterable[str] | None = ...) -> None: ...

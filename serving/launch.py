@@ -1,4 +1,4 @@
-"""Start the real servers as subprocesses on 127.0.0.1 and wait until they answer."""
+"""Start the real servers as subprocesses on 127.0.0.1 and wait until they answer (tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .pipeline import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:

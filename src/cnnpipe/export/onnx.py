@@ -15,8 +15,9 @@ import onnx
 import torch
 from torch import nn
 
+from cnnpipe.atomic import atomic_write, write_json
 from cnnpipe.errors import CnnpipeError
-from cnnpipe.inference import ort_session
+from cnnpipe.models.onnx_runtime import ort_session
 from cnnpipe.params import ExportParams
 
 SR_DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
@@ -37,24 +38,28 @@ def export(
     model's ``metadata_props`` so a server can read class names, scale and scores from the file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
     dims = {axis: torch.export.Dim(name, min=1 if name == "batch" else 8) for axis, name in dynamic.items()}
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         program = torch.onnx.export(
-            model, (example,), input_names=["input"], output_names=["output"],
-            dynamic_shapes=({**dims},), opset_version=opset, dynamo=True, verbose=False,
-        )  # fmt: skip
+            model,
+            (example,),
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_shapes=({**dims},),
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
     proto = program.model_proto
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
-    tmp = path.with_name(f".{path.name}.tmp")
-    onnx.save_model(proto, tmp)
-    onnx.checker.check_model(str(tmp), full_check=True)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        onnx.save_model(proto, tmp)
+        onnx.checker.check_model(str(tmp), full_check=True)
 
 
 def max_abs_diff(model: nn.Module, path: Path, inputs: list[torch.Tensor]) -> float:
@@ -90,11 +95,7 @@ def export_checked(
     """
     export(model, example, path, dynamic, settings.opset, metadata)
     diff = max_abs_diff(model, path, checks)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(
-        json.dumps({"max_abs_diff": {name: diff}, "tolerance": settings.tolerance, "opset": settings.opset}, indent=2)
-        + "\n"
-    )
+    write_json(report, {"max_abs_diff": {name: diff}, "tolerance": settings.tolerance, "opset": settings.opset})
     print(f"{name}: ONNX Runtime vs PyTorch max |diff| = {diff:.3g} (tolerance {settings.tolerance:g})")
     if diff > settings.tolerance:
         path.unlink(missing_ok=True)

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cnnpipe.backbones import Backbone
 from cnnpipe.device import autocast, native_bf16
+from cnnpipe.dream.backbones import Backbone
 from cnnpipe.errors import CnnpipeError
 
 
@@ -44,15 +44,19 @@ ProgressCallback = Callable[[Progress], bool | None]
 
 @dataclass(frozen=True)
 class DreamParams:
-    """What to amplify and how hard. ``layers`` maps layer name (or index) to its weight."""
+    """What to amplify and how hard. ``layers`` maps layer name (or index) to its weight.
+
+    The defaults are the ``quick`` preset of :mod:`cnnpipe.dream.presets`, which every entry point
+    (CLI, HTTP, gRPC, the gallery stage) starts from.
+    """
 
     layers: dict[str, float] = field(default_factory=dict)
     channels: tuple[int, ...] = ()  # only these channels of the layers (empty = all)
-    octaves: int = 4
-    octave_scale: float = 2.0
-    steps: int = 25  # per octave
+    octaves: int = 3
+    octave_scale: float = 1.4
+    steps: int = 10  # per octave
     lr: float = 0.02  # step = lr / mean|grad|
-    jitter: int = 0  # max random roll in pixels per step
+    jitter: int = 4  # max random roll in pixels per step
     smoothing: float = 0.0  # sigma (pixels) of a Gaussian blur of the gradient; 0 = off
     seed: int = 0
     tile_size: int = 512  # gradients computed on tiles at most this big (memory bound)

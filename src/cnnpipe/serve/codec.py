@@ -1,4 +1,5 @@
-"""Decoding untrusted image uploads into arrays, and encoding results, for the inference core.
+"""Decoding untrusted image uploads into arrays for the inference core (results are encoded by
+:func:`cnnpipe.data.images.encode_png`).
 
 Every failure is a :class:`RequestError` with a message a client can act on; nothing here may
 raise anything else for bad bytes. Pillow's own decompression-bomb guard is replaced by an
@@ -114,14 +115,3 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
     rgb = np.array((rgba or img).convert("RGB"))
     alpha = np.array(rgba)[..., 3] if rgba is not None else None
     return DecodedImage(rgb=rgb, alpha=alpha, grey=grey, source_format=source_format, frames=frames)
-
-
-def encode_png(rgb: np.ndarray, alpha: np.ndarray | None = None, grey: bool = False) -> bytes:
-    """uint8 H×W×3 (+ optional H×W alpha) → PNG bytes; ``grey`` writes L / LA."""
-    channels = rgb[..., :1] if grey else rgb
-    if alpha is not None:
-        channels = np.dstack([channels, alpha])
-    img = Image.fromarray(channels.squeeze(-1) if channels.shape[-1] == 1 else channels)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()

@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnpipe.augment import random_dihedral
-from cnnpipe.color import hwc_to_nchw, resize_bicubic, rgb_to_y, to_float
+from cnnpipe.data.augment import random_dihedral
+from cnnpipe.data.color import hwc_to_nchw, resize_bicubic, rgb_to_y, to_float
 from cnnpipe.device import autocast, seed_everything, use_bf16
 from cnnpipe.errors import DataError
-from cnnpipe.nets import build_sr
+from cnnpipe.models.checkpoint import build_sr
 from cnnpipe.params import SRParams
 from cnnpipe.progress import progress
 

@@ -1,10 +1,8 @@
-"""Evaluation: classifier accuracy and confusion matrix; SR PSNR/SSIM of model and bicubic."""
+"""Super-resolution evaluation by the papers' protocol: PSNR/SSIM on Y, border shaved, model vs bicubic."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,41 +10,10 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from cnnpipe import cifar10
-from cnnpipe.color import hwc_to_nchw, rgb_to_y, to_float
-from cnnpipe.metrics import psnr, shave, ssim
+from cnnpipe.data.color import hwc_to_nchw, rgb_to_y, to_float
+from cnnpipe.evaluate.metrics import psnr, shave, ssim
+from cnnpipe.models.upscale import bicubic_upscale, crop_to_multiple, downscale, model_upscale
 from cnnpipe.progress import progress
-from cnnpipe.sr import bicubic_upscale, crop_to_multiple, downscale, model_upscale
-from cnnpipe.train_classifier import predict_logits
-
-
-def classifier_report(
-    model: nn.Module, test: cifar10.Split, classes: list[str], device: torch.device, tta: int = 0
-) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Accuracy metrics and the per-sample (actual, predicted) table DVC's confusion plot reads.
-
-    ``accuracy`` is the plain network's, as exported and served; with ``tta`` (1 flip, 2 flip +
-    translations) the test-time-augmented accuracy is reported beside it as ``accuracy_tta``.
-    """
-    images = torch.from_numpy(test.images)
-    logits = predict_logits(model, images, device)
-    predicted = logits.argmax(1).numpy()
-    actual = test.labels
-    per_class = {
-        name: float((predicted[actual == k] == k).mean()) if (actual == k).any() else None
-        for k, name in enumerate(classes)
-    }
-    metrics = {
-        "accuracy": float((predicted == actual).mean()),
-        "per_class_accuracy": per_class,
-        "test_images": len(actual),
-    }
-    if tta:
-        tta_logits = predict_logits(model, images, device, tta=tta)
-        metrics["accuracy_tta"] = float((tta_logits.argmax(1).numpy() == actual).mean())
-    names = np.asarray(classes)
-    table = pd.DataFrame({"actual": names[actual], "predicted": names[predicted]})
-    return metrics, table
 
 
 def _y(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -60,7 +27,7 @@ Upscaler = Callable[[torch.Tensor], torch.Tensor]
 def sr_scores(model: nn.Module | Upscaler, images: list[np.ndarray], scale: int, desc: str) -> dict[str, float]:
     """Mean PSNR/SSIM (Y channel, ``scale`` px shaved) of the model and of bicubic.
 
-    ``model`` is one of our nets (run through :func:`cnnpipe.sr.model_upscale`) or any
+    ``model`` is one of our nets (run through :func:`cnnpipe.models.upscale.model_upscale`) or any
     :data:`Upscaler`, so a peer's own inference path is scored by exactly the same protocol.
     """
     run = (lambda lr: model_upscale(model, lr, scale)) if isinstance(model, nn.Module) else model
@@ -110,10 +77,3 @@ def sr_comparison(model: nn.Module, images: list[np.ndarray], scale: int, crop: 
         for c, tile in enumerate(row_tiles):
             grid.paste(tile.resize((size, size)), (pad + c * (size + pad), header + r * (size + pad)))
     return grid
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    import json
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """gRPC server for the ``cnnpipe.v1.Inference`` service (``cnnpipe serve-grpc``).
 
-A thin adapter over :class:`cnnpipe.inference.InferenceCore`: every request error becomes the
+A thin adapter over :class:`cnnpipe.serve.core.InferenceCore`: every request error becomes the
 matching gRPC status (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE) with the core's message.
 Standard health checking and server reflection are registered so grpcurl-style tools work.
 """
@@ -15,20 +15,47 @@ from concurrent import futures
 from typing import Any
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cnnpipe.dream import DreamCancelled, Progress
-from cnnpipe.imagecodec import RequestError
-from cnnpipe.inference import InferenceCore
-from cnnpipe.v1 import inference_pb2 as pb
-from cnnpipe.v1 import inference_pb2_grpc as pb_grpc
+from cnnpipe.dream.engine import DreamCancelled, Progress
+from cnnpipe.dream.presets import DreamRequest
+from cnnpipe.serve.codec import RequestError
+from cnnpipe.serve.core import InferenceCore
+from cnnpipe.serve.v1 import inference_pb2 as pb
+from cnnpipe.serve.v1 import inference_pb2_grpc as pb_grpc
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inference"].full_name
 
 
 def _abort(context: grpc.ServicerContext, error: RequestError) -> None:
     context.abort(getattr(grpc.StatusCode, error.grpc_code), str(error))
+
+
+def _float32(value: float) -> float:
+    """A proto float as the shortest decimal that is the same float32 (0.02, not 0.0199999995529),
+    so a gRPC request means what the same numbers mean over HTTP or the CLI."""
+    return float(repr(np.float32(value)))
+
+
+def dream_request_of(message: pb.DeepDreamRequest) -> DreamRequest:
+    """The message's DeepDream options; fields the client did not set stay None (the preset's)."""
+
+    def given(name: str) -> Any:
+        return getattr(message, name) if message.HasField(name) else None
+
+    scale, lr = given("octave_scale"), given("lr")
+    return DreamRequest(
+        preset=message.preset or None,
+        layers=list(message.layers) or None,
+        octaves=given("octaves"),
+        octave_scale=None if scale is None else _float32(scale),
+        steps=given("steps"),
+        lr=None if lr is None else _float32(lr),
+        jitter=given("jitter"),
+        seed=given("seed"),
+    )
 
 
 class InferenceServicer(pb_grpc.InferenceServicer):
@@ -66,10 +93,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
 
     def _dream(self, request: pb.DeepDreamRequest, context: grpc.ServicerContext) -> Iterator[pb.DeepDreamUpdate]:
         updates: queue.Queue[Any] = queue.Queue()
-        options = {
-            "layers": list(request.layers), "octaves": request.octaves, "octave_scale": request.octave_scale,
-            "steps": request.steps, "lr": request.lr, "jitter": request.jitter, "seed": request.seed,
-        }  # fmt: skip
+        dream_request = dream_request_of(request)
 
         def on_progress(p: Progress) -> bool:
             updates.put(p)
@@ -77,7 +101,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
 
         def work() -> None:
             try:
-                updates.put(self.core.deepdream(request.image, options, task=True, progress=on_progress))
+                updates.put(self.core.deepdream(request.image, dream_request, task=True, progress=on_progress))
             except (RequestError, DreamCancelled) as error:
                 updates.put(error)
 
@@ -111,6 +135,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             cnnpipe_version=meta["cnnpipe_version"],
             dream_backbone=meta["dream_backbone"],
             dream_layers=[meta["dream_default_layer"]],
+            dream_presets=list(meta["dream_presets"]),
         )
 
 

@@ -94,7 +94,7 @@ def _freeze(name: str, model: nn.Module, mean: tuple, std: tuple, device: torch.
 
 def classifier_backbone(checkpoint: Path, device: torch.device) -> Backbone:
     """The project's trained CIFAR-10 classifier (it normalises its input itself)."""
-    from cnnpipe.nets import load_classifier
+    from cnnpipe.models.checkpoint import load_classifier
 
     if not Path(checkpoint).is_file():
         raise BackboneError(f"no classifier checkpoint at {checkpoint}; run `dvc repro train_classifier`")

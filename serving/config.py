@@ -1,0 +1,37 @@
+"""The HTTP service's settings, read once from the environment at import.
+
+A missing model stops the import with one line: an exception in the service's ``__init__``
+would make BentoML restart the worker forever.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from cnnpipe import paths
+from cnnpipe.serve.core import ModelsMissing, find_models
+from cnnpipe.serve.limits import Limits
+
+MODELS_DIR = Path(os.environ.get("CNNPIPE_MODELS_DIR", str(paths.MODELS))).resolve()
+LIMITS = Limits.from_env()
+# ONNX Runtime / torch threads per worker: all cores but one, which is left to the HTTP event loop.
+THREADS = int(os.environ.get("CNNPIPE_THREADS", str(max(1, (os.cpu_count() or 2) - 1))))
+TASK_QUEUE = int(os.environ.get("CNNPIPE_DREAM_QUEUE", "2"))  # DeepDream tasks admitted at once
+
+try:
+    CLASSIFIER_PATH, _ = find_models(MODELS_DIR)
+except ModelsMissing as missing:
+    sys.exit(f"error: {missing}")
+
+
+def _input_size() -> int:
+    """The classifier's input side, read from the ONNX graph (no session needed at import)."""
+    import onnx
+
+    dims = onnx.load(str(CLASSIFIER_PATH)).graph.input[0].type.tensor_type.shape.dim
+    return int(dims[-1].dim_value)
+
+
+INPUT_SIZE = _input_size()

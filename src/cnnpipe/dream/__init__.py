@@ -1,0 +1,1 @@
+"""DeepDream: the on-device engine, frozen backbones, named presets, the gallery."""

@@ -1,0 +1,85 @@
+"""Named DeepDream settings and the one function that turns a request into :class:`DreamParams`.
+
+The CLI, the HTTP service, the gRPC server and the gallery stage all call :func:`dream_params`,
+so one request gives the same dream (byte for byte on the same device) through each of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cnnpipe.dream.backbones import DEFAULT_LAYER
+from cnnpipe.dream.engine import DreamError, DreamParams
+
+DEFAULT_PRESET = "quick"
+PRESETS: dict[str, DreamParams] = {
+    # 3 octaves ×1.4, 10 steps: seconds on a CPU for a few hundred pixels a side.
+    "quick": DreamParams(),
+    # More octaves and steps, more jitter: the task endpoint's larger jobs.
+    "detailed": DreamParams(octaves=4, steps=20, jitter=8),
+    # The DeepDream tutorials' VGG19 recipe (4 octaves ×2, 25 steps, no jitter): benchmarks/dream.py.
+    "classic": DreamParams(octaves=4, octave_scale=2.0, steps=25, jitter=0),
+}
+
+
+@dataclass(frozen=True)
+class DreamRequest:
+    """What a caller may choose; ``None`` takes the preset's value (and the backbone's default layer).
+
+    Protocol adapters map "not given" to ``None``: an absent form field, a proto3 field left at 0.
+    """
+
+    preset: str | None = None
+    layers: Sequence[str] | Mapping[str, float] | None = None
+    channels: Sequence[int] | None = None
+    octaves: int | None = None
+    octave_scale: float | None = None
+    steps: int | None = None
+    lr: float | None = None
+    jitter: int | None = None
+    smoothing: float | None = None
+    seed: int | None = None
+
+
+def dream_params(
+    request: DreamRequest,
+    backbone: str,
+    *,
+    max_pixels: int | None = None,
+    max_total_steps: int | None = None,
+    tile_size: int | None = None,
+) -> DreamParams:
+    """The preset, overridden by what the request sets, with the caller's limits.
+
+    Raises :class:`DreamError` for an unknown preset or a value of the wrong type.
+    """
+    name = request.preset or DEFAULT_PRESET
+    if name not in PRESETS:
+        raise DreamError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    layers = request.layers or [DEFAULT_LAYER.get(backbone, "")]
+    weights = dict(layers) if isinstance(layers, Mapping) else {str(layer): 1.0 for layer in layers}
+    chosen = {
+        "octaves": request.octaves,
+        "octave_scale": request.octave_scale,
+        "steps": request.steps,
+        "lr": request.lr,
+        "jitter": request.jitter,
+        "smoothing": request.smoothing,
+        "seed": request.seed,
+        "max_pixels": max_pixels,
+        "max_total_steps": max_total_steps,
+        "tile_size": tile_size,
+    }
+    types = {f.name: f.type for f in dataclasses.fields(DreamParams)}
+    overrides: dict[str, object] = {"layers": {str(k): float(v) for k, v in weights.items()}}
+    for key, value in chosen.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or (types[key] == "int" and value % 1):
+            raise DreamError(f"{key} must be a {types[key]}, got {value!r}")
+        overrides[key] = float(value) if types[key] == "float" else int(value)
+    if request.channels:
+        overrides["channels"] = tuple(int(c) for c in request.channels)
+    return dataclasses.replace(PRESETS[name], **overrides)

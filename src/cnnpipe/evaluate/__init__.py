@@ -1,0 +1,1 @@
+"""Evaluation (pipeline only): classifier accuracy and confusion, super-resolution PSNR/SSIM against bicubic."""
