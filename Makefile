@@ -12,7 +12,7 @@ SAMPLE_DIR := data/sample
 # The demo trains for real, on the generated sample, in a few minutes on 2 CPU cores.
 DEMO_SET := -S classifier.epochs=8 -S sr.epochs=2 -S sr.patches_per_epoch=1024
 
-.PHONY: venv demo test lint format proto clean-venv
+.PHONY: venv demo test test-fast lint typecheck format proto clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,30 +21,39 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-## demo: create the environment, generate the sample archives, run the whole pipeline on them
+## demo: create the environment, generate the sample archives, run the whole pipeline on them as a
+## DVC experiment in a temporary copy: params.yaml and the workspace stay as they are.
 demo: venv
 	set_args=$$(cnnpipe sample-data $(SAMPLE_DIR) --dvc-set-args) && \
-	  dvc exp run $$set_args $(DEMO_SET)
+	  dvc exp run --temp -C $(SAMPLE_DIR) $$set_args $(DEMO_SET)
 	@echo
-	dvc metrics show
-	@echo "Models in models/, plots in plots/ and dvclive/. The data was GENERATED, not CIFAR-10/BSDS300."
+	dvc exp show --no-pager --only-changed --drop 'Created|State|Executor'
+	@echo "The demo is the experiment above (the data was GENERATED, not CIFAR-10/BSDS300); your params.yaml is unchanged."
+	@echo "Its models and plots: 'dvc exp apply NAME' (or 'dvc exp branch NAME demo') brings them into a workspace."
 
-## test: lint and run the test suite (includes a real `dvc repro` on tiny generated data)
-test: venv lint
+## test: lint, type-check and run the whole test suite (includes a real `dvc repro` on tiny generated data)
+test: venv lint typecheck
 	$(BIN)/python -m pytest
+
+## test-fast: the inner loop: lint and the tests not marked slow (no servers, no dvc repro)
+test-fast: venv lint
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+typecheck: venv
+	$(BIN)/mypy
+
 format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## proto: regenerate the gRPC stubs in src/cnnpipe/v1/ from serving/proto/
+## proto: regenerate the gRPC stubs in src/cnnpipe/serve/v1/ from serving/proto/
 proto: venv
 	$(BIN)/python -m grpc_tools.protoc -I serving/proto --python_out=src --pyi_out=src --grpc_python_out=src \
-	  serving/proto/cnnpipe/v1/inference.proto
+	  serving/proto/cnnpipe/serve/v1/inference.proto
 
 clean-venv:
 	rm -rf $(VENV)

@@ -48,12 +48,22 @@ class CifarCNN(nn.Module):
             return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU()]
 
         self.net = nn.Sequential(
-            *conv(3, 32), *conv(32, 64), nn.MaxPool2d(2),
-            *conv(64, 128), *conv(128, 128), nn.MaxPool2d(2),
-            *conv(128, 256), *conv(256, 256), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(256 * 4 * 4, 1024), nn.ReLU(), nn.Linear(1024, 512), nn.ReLU(),
+            *conv(3, 32),
+            *conv(32, 64),
+            nn.MaxPool2d(2),
+            *conv(64, 128),
+            *conv(128, 128),
+            nn.MaxPool2d(2),
+            *conv(128, 256),
+            *conv(256, 256),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(256 * 4 * 4, 1024),
+            nn.ReLU(),
+            nn.Linear(1024, 512),
+            nn.ReLU(),
             nn.Linear(512, 10),
-        )  # fmt: skip
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -67,10 +77,14 @@ class _SeedDataset(torch.utils.data.Dataset):
 
         self.images = split.images.transpose(0, 2, 3, 1)  # HWC, as the tutorial's loader yields
         self.labels = split.labels
-        self.transform = T.Compose([
-            T.RandomCrop(32, padding=4, padding_mode="reflect"), T.RandomHorizontalFlip(),
-            T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD),
-        ])  # fmt: skip
+        self.transform = T.Compose(
+            [
+                T.RandomCrop(32, padding=4, padding_mode="reflect"),
+                T.RandomHorizontalFlip(),
+                T.ToTensor(),
+                T.Normalize(CIFAR10_MEAN, CIFAR10_STD),
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -200,9 +214,11 @@ def main() -> None:
     finals = np.array([rows[-1][2] for _, rows in runs])
     seconds = np.array([rows[-1][0] for _, rows in runs])
     print(f"\nours, {len(runs)} run(s): " + ", ".join(f"seed {s} {r[-1][2]:.4f}" for s, r in runs))
-    print(f"ours: mean test accuracy {finals.mean():.4f} (std {finals.std():.4f}, min {finals.min():.4f}),"
-          f" mean training time {seconds.mean():.2f} s (max {seconds.max():.2f} s;"
-          f" {'within' if seconds.max() <= args.budget else 'OVER'} the {args.budget:.0f} s budget)")  # fmt: skip
+    print(
+        f"ours: mean test accuracy {finals.mean():.4f} (std {finals.std():.4f}, min {finals.min():.4f}),"
+        f" mean training time {seconds.mean():.2f} s (max {seconds.max():.2f} s;"
+        f" {'within' if seconds.max() <= args.budget else 'OVER'} the {args.budget:.0f} s budget)"
+    )
     hit = time_to(our_rows, 0.85)
     print(f"ours: time to 85% (run 1): {f'{hit:.1f} s' if hit else 'not reached'}")
     if peer_rows:

@@ -13,6 +13,7 @@ are the seed's; the engine's mean-square objective gives the same normalised ste
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -23,6 +24,7 @@ from cnnpipe.data.sample import scene
 from cnnpipe.device import describe_hardware
 from cnnpipe.dream.backbones import IMAGENET_MEAN, IMAGENET_STD, torchvision_backbone
 from cnnpipe.dream.engine import DreamParams, dream
+from cnnpipe.dream.presets import PRESETS
 
 
 def seed_loop(
@@ -58,10 +60,11 @@ def seed_loop(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--octaves", type=int, default=4)
-    parser.add_argument("--octave-scale", type=float, default=2.0)
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--lr", type=float, default=0.02)
+    classic = PRESETS["classic"]  # the seeds' job: 4 octaves ×2, 25 steps, no jitter
+    parser.add_argument("--octaves", type=int, default=classic.octaves)
+    parser.add_argument("--octave-scale", type=float, default=classic.octave_scale)
+    parser.add_argument("--steps", type=int, default=classic.steps)
+    parser.add_argument("--lr", type=float, default=classic.lr)
     parser.add_argument("--weights", choices=["random", "imagenet"], default="random")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-peer", action="store_true", help="time only our engine (e.g. on a GPU)")
@@ -88,10 +91,16 @@ def main() -> None:
         rows.append(("seed loop (numpy + scipy, weight grads)", time.perf_counter() - started))
 
     for label, bf16 in (("cnnpipe.dream fp32", False), ("cnnpipe.dream bf16 autocast", True)):
-        params = DreamParams(
-            layers={"features.26": 1.0}, octaves=args.octaves, octave_scale=args.octave_scale,
-            steps=args.steps, lr=args.lr, bf16=bf16, tile_size=max(512, args.size),
-        )  # fmt: skip
+        params = dataclasses.replace(
+            classic,
+            layers={"features.26": 1.0},
+            octaves=args.octaves,
+            octave_scale=args.octave_scale,
+            steps=args.steps,
+            lr=args.lr,
+            bf16=bf16,
+            tile_size=max(512, args.size),
+        )
         dream(image[:64, :64], backbone, DreamParams(layers={"features.26": 1.0}, octaves=1, steps=1, bf16=bf16))
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -187,8 +187,10 @@ def peak_memory_1080p_x2(model: nn.Module) -> tuple[float, float]:
     with exported(model) as path:
         out = subprocess.run(
             [sys.executable, "-c", _MEMORY_PROBE, str(path), str(model.context)],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     _, before, after = out.stdout.rsplit(" ", 2)
     return int(after) / 1024, (int(after) - int(before)) / 1024
 
@@ -236,8 +238,12 @@ def main() -> None:
             print(f"x{scale}: reference trained {ref_s / 60:.1f} min", flush=True)
         for name, images in sets.items():
             ours = sr_scores(trained.model, images, scale, desc=f"x{scale} {name}")
-            row[name] = {"ours": ours["psnr_model"], "ours_ssim": ours["ssim_model"],
-                         "bicubic": ours["psnr_bicubic"], "bicubic_ssim": ours["ssim_bicubic"]}  # fmt: skip
+            row[name] = {
+                "ours": ours["psnr_model"],
+                "ours_ssim": ours["ssim_model"],
+                "bicubic": ours["psnr_bicubic"],
+                "bicubic_ssim": ours["ssim_bicubic"],
+            }
             if not args.skip_reference:
                 peer = sr_scores(reference_upscaler(ref), images, scale, desc=f"x{scale} {name} reference")
                 row[name] |= {"reference": peer["psnr_model"], "reference_ssim": peer["ssim_model"]}

@@ -30,10 +30,16 @@ TINY = {
 
 def copy_repo(dest: Path) -> None:
     """Tracked and untracked-but-not-ignored files, as a fresh clone plus local edits would have."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, check=True,
-    ).stdout.decode().split("\0")  # fmt: skip
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         if (REPO / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -54,8 +60,11 @@ def env(repo: Path) -> dict[str, str]:
         "PYTHONPATH": f"{repo}{os.pathsep}{repo / 'src'}",
         "DVC_NO_ANALYTICS": "1",
         "BENTOML_DO_NOT_TRACK": "true",
-        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-    }  # fmt: skip
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
 
 
 def git(repo: Path, *args: str) -> str:

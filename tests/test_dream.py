@@ -154,10 +154,24 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_dreams_a_file(tmp_path: Path, checkpoint: Path) -> None:
     Image.fromarray(_image(50, 70)).save(tmp_path / "in.jpg")
     result = _cli(
-        "dream", str(tmp_path / "in.jpg"), str(tmp_path / "out.png"), "--backbone", "classifier",
-        "--classifier", str(checkpoint), "--layer", "features.3:1", "--layer", "features.6:0.5",
-        "--octaves", "2", "--steps", "2", "--jitter", "2",
-    )  # fmt: skip
+        "dream",
+        str(tmp_path / "in.jpg"),
+        str(tmp_path / "out.png"),
+        "--backbone",
+        "classifier",
+        "--classifier",
+        str(checkpoint),
+        "--layer",
+        "features.3:1",
+        "--layer",
+        "features.6:0.5",
+        "--octaves",
+        "2",
+        "--steps",
+        "2",
+        "--jitter",
+        "2",
+    )
     assert result.returncode == 0, result.stderr
     with Image.open(tmp_path / "out.png") as out:
         assert out.size == (70, 50) and out.mode == "RGB"
@@ -165,8 +179,15 @@ def test_cli_dreams_a_file(tmp_path: Path, checkpoint: Path) -> None:
 
 def test_cli_bad_input_is_one_line(tmp_path: Path, checkpoint: Path) -> None:
     (tmp_path / "in.png").write_bytes(b"not an image")
-    result = _cli("dream", str(tmp_path / "in.png"), str(tmp_path / "out.png"), "--backbone", "classifier",
-                  "--classifier", str(checkpoint))  # fmt: skip
+    result = _cli(
+        "dream",
+        str(tmp_path / "in.png"),
+        str(tmp_path / "out.png"),
+        "--backbone",
+        "classifier",
+        "--classifier",
+        str(checkpoint),
+    )
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: cannot read") and "Traceback" not in result.stderr
     assert not (tmp_path / "out.png").exists()

@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from PIL import Image
 
+from cnnpipe.dream.presets import DreamRequest
 from cnnpipe.serve.core import InferenceCore
 from cnnpipe.serve.v1 import inference_pb2 as pb
 from cnnpipe.serve.v1 import inference_pb2_grpc as pb_grpc
@@ -136,7 +137,7 @@ def test_deepdream_streams_progress_then_the_image(stub: pb_grpc.InferenceStub, 
         Image.open(
             io.BytesIO(
                 core.deepdream(
-                    GOOD["rgb png"], {"layers": ["features.3"], "octaves": 2, "steps": 3, "seed": 1}, task=True
+                    GOOD["rgb png"], DreamRequest(layers=["features.3"], octaves=2, steps=3, seed=1), task=True
                 )
             )
         )

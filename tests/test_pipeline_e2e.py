@@ -30,18 +30,32 @@ def _ran(result: subprocess.CompletedProcess[str]) -> set[str]:
 def test_repro_builds_every_declared_output(repo: Path) -> None:
     result = _dvc(repo, "repro")
     assert _ran(result) == {
-        "fetch_cifar10", "fetch_bsds300", "train_classifier", "evaluate", "export_onnx", "dream_gallery",
-        "train_sr@2", "train_sr@3", "evaluate_sr@2", "evaluate_sr@3", "export_sr@2", "export_sr@3",
-    }  # fmt: skip
+        "fetch_cifar10",
+        "fetch_bsds300",
+        "train_classifier",
+        "evaluate",
+        "export_onnx",
+        "dream_gallery",
+        "train_sr@2",
+        "train_sr@3",
+        "evaluate_sr@2",
+        "evaluate_sr@3",
+        "export_sr@2",
+        "export_sr@3",
+    }
 
     for out in (
-        "data/cifar10/cifar-10-batches-bin/test_batch.bin", "data/bsds300/BSDS300/images/test",
-        "models/classifier.pt", "models/classifier.onnx", "plots/confusion.csv", "plots/dream_gallery.png",
+        "data/cifar10/cifar-10-batches-bin/test_batch.bin",
+        "data/bsds300/BSDS300/images/test",
+        "models/classifier.pt",
+        "models/classifier.onnx",
+        "plots/confusion.csv",
+        "plots/dream_gallery.png",
         *(f"models/sr_x{s}.{ext}" for s in (2, 3) for ext in ("pt", "onnx")),
         *(f"plots/sr_x{s}_comparison.png" for s in (2, 3)),
         *(f"dvclive/sr_x{s}/plots/metrics/train_psnr.tsv" for s in (2, 3)),
         "dvclive/classifier/plots/metrics/test_acc.tsv",
-    ):  # fmt: skip
+    ):
         assert (repo / out).exists(), out
 
     classifier = json.loads((repo / "metrics/classifier.json").read_text())
@@ -70,6 +84,21 @@ def test_repro_builds_every_declared_output(repo: Path) -> None:
 def test_second_repro_does_nothing(repo: Path) -> None:
     assert "up to date" in _dvc(repo, "status").stdout
     assert _ran(_dvc(repo, "repro")) == set()
+
+
+def test_editing_a_module_a_stage_runs_makes_dvc_status_report_it(repo: Path) -> None:
+    """dvc.yaml's code deps are complete: colour conversion (cnnpipe/data/color.py) runs in SR
+    training, evaluation and export and in the classifier export, so each of them goes stale."""
+    module = repo / "src/cnnpipe/data/color.py"
+    original = module.read_text()
+    try:
+        module.write_text(original + "\n# edited\n")
+        stale = set(json.loads(_dvc(repo, "status", "--json").stdout))
+    finally:
+        module.write_text(original)
+    users = {f"{stage}@{scale}" for stage in ("train_sr", "evaluate_sr", "export_sr") for scale in (2, 3)}
+    assert stale == users | {"export_onnx"}
+    assert "up to date" in _dvc(repo, "status").stdout
 
 
 def test_a_param_change_reruns_only_what_depends_on_it_and_shows_in_diffs(repo: Path) -> None:

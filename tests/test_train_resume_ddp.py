@@ -54,9 +54,13 @@ def test_sigkilled_training_resumes_and_ends_like_an_uninterrupted_run(repo: Pat
     import torch
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stages.train_classifier"], cwd=repo, env=env(repo),
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "stages.train_classifier"],
+        cwd=repo,
+        env=env(repo),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     for line in proc.stdout:
         if line.startswith("epoch=2 "):
             os.kill(proc.pid, signal.SIGKILL)  # mid-training: epoch 3 is under way

@@ -118,9 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("output", help="output PNG")
     d.add_argument("--backbone", default="vgg19", help="classifier (the project's) | vgg19 | googlenet | resnet50")
     d.add_argument(
-        "--layer", type=_layer_weight, action="append", default=None,
+        "--layer",
+        type=_layer_weight,
+        action="append",
+        default=None,
         help="layer name or index, optionally NAME:WEIGHT; repeat for several (default: see DEFAULT_LAYER)",
-    )  # fmt: skip
+    )
     d.add_argument("--channel", type=int, action="append", default=None, help="only this channel (repeatable)")
     d.add_argument(
         "--preset", choices=list(PRESETS), default=None, help=f"settings to start from (default {DEFAULT_PRESET})"

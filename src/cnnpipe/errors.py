@@ -43,4 +43,4 @@ def exit_on_user_error(func: F) -> F:
             print("error: interrupted", file=sys.stderr)
             raise SystemExit(130) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # wraps() keeps func's signature, which mypy cannot see

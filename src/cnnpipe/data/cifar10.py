@@ -21,7 +21,7 @@ RECORD_BYTES = 1 + 3 * 32 * 32
 CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)

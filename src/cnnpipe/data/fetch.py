@@ -49,6 +49,7 @@ def download(source: Source, target: Path, timeout: float = 60.0) -> str:
     """Copy the archive at ``source.url`` to ``target`` and return its md5 hex digest."""
     digest = hashlib.md5(usedforsecurity=False)
     local = _local_path(source.url)
+    total: int | None  # bytes expected, when the server says
     try:
         if local is not None:
             if not local.is_file():

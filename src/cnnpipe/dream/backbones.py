@@ -149,9 +149,12 @@ def torchvision_backbone(name: str, device: torch.device, weights: str = "imagen
 
 
 def load_backbone(
-    name: str, device: torch.device, weights: str = "imagenet", classifier_checkpoint: Path | None = None,
+    name: str,
+    device: torch.device,
+    weights: str = "imagenet",
+    classifier_checkpoint: Path | None = None,
     download: bool = True,
-) -> Backbone:  # fmt: skip
+) -> Backbone:
     if name == "classifier":
         return classifier_backbone(classifier_checkpoint or Path("models/classifier.pt"), device)
     return torchvision_backbone(name, device, weights=weights, download=download)

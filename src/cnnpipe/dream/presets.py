@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cnnpipe.dream.backbones import DEFAULT_LAYER
 from cnnpipe.dream.engine import DreamError, DreamParams
@@ -73,7 +74,7 @@ def dream_params(
         "tile_size": tile_size,
     }
     types = {f.name: f.type for f in dataclasses.fields(DreamParams)}
-    overrides: dict[str, object] = {"layers": {str(k): float(v) for k, v in weights.items()}}
+    overrides: dict[str, Any] = {"layers": {str(k): float(v) for k, v in weights.items()}}
     for key, value in chosen.items():
         if value is None:
             continue

@@ -53,6 +53,7 @@ def export(
             dynamo=True,
             verbose=False,
         )
+    assert program is not None  # the dynamo exporter always returns the program
     proto = program.model_proto
     for key, value in metadata.items():
         entry = proto.metadata_props.add()

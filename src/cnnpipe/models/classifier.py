@@ -5,6 +5,7 @@ Both take RGB in [0, 1], N×3×32×32, and normalise inside ``forward`` (so the 
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 
 import torch
@@ -40,6 +41,9 @@ class ResNet9(nn.Module):
     prep → layer1 (+res) → layer2 → layer3 (+res) → global max-pool → linear, with a fixed
     output scale that keeps logits small at initialisation.
     """
+
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
 
     def __init__(self, num_classes: int = 10, width: int = 64) -> None:
         super().__init__()
@@ -92,6 +96,9 @@ class AirbenchNet(nn.Module):
     scaled by 1/9. ``widths`` (64, 256, 256) is airbench94; narrower ones suit CPUs.
     """
 
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
+
     def __init__(self, num_classes: int = 10, widths: Sequence[int] = (64, 256, 256)) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1))
@@ -107,7 +114,7 @@ class AirbenchNet(nn.Module):
 
     @property
     def whiten(self) -> nn.Conv2d:
-        return self.features[0]
+        return typing.cast(nn.Conv2d, self.features[0])
 
     @torch.no_grad()
     def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
@@ -125,7 +132,7 @@ class AirbenchNet(nn.Module):
         eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
         filters = (eigenvectors.T / torch.sqrt(eigenvalues.clamp_min(0) + eps)[:, None]).reshape(12, 3, 2, 2)
         self.whiten.weight.copy_(torch.cat([filters, -filters]).to(self.whiten.weight))
-        self.whiten.bias.zero_()
+        self.whiten.bias.zero_()  # type: ignore[union-attr]  # built with bias=True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std

@@ -74,13 +74,10 @@ class ResBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, padding=1),
-        )
-        nn.init.zeros_(self.body[2].weight)
-        nn.init.zeros_(self.body[2].bias)
+        last = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)  # type: ignore[arg-type]  # Conv2d(bias=True) has one
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True), last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -96,6 +93,8 @@ class ResSR(nn.Module):
     plain Pad/Conv/Add/DepthToSpace.
     """
 
+    bicubic: torch.Tensor  # buffer
+
     def __init__(self, scale: int = 3, channels: int = 32, blocks: int = 6) -> None:
         super().__init__()
         self.scale = scale
@@ -105,7 +104,7 @@ class ResSR(nn.Module):
         )
         self.tail = nn.Conv2d(channels, scale * scale, 3, padding=1)
         nn.init.zeros_(self.tail.weight)  # start exactly at bicubic, not at bicubic + noise
-        nn.init.zeros_(self.tail.bias)
+        nn.init.zeros_(self.tail.bias)  # type: ignore[arg-type]  # Conv2d(bias=True) has one
         self.upscale = nn.PixelShuffle(scale)
         self.register_buffer("bicubic", bicubic_phase_weights(scale), persistent=False)
         self.context = 2 * blocks + 3  # LR receptive-field radius: one pixel per 3×3 conv

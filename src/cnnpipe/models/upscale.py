@@ -101,8 +101,8 @@ def upscale(
         up = torch.from_numpy(y).sub(16 / 255).mul(255 / 219)[None, None]
         return to_uint8(up.clamp(0, 1))[0, 0].numpy()
     chroma = resize_bicubic(ycc[:, 1:], size)
-    out = to_uint8(ycbcr_to_rgb(torch.cat([torch.from_numpy(y)[None, None], chroma], dim=1)).clamp(0, 1))
-    out = out[0].permute(1, 2, 0).numpy()
+    rgb_up = to_uint8(ycbcr_to_rgb(torch.cat([torch.from_numpy(y)[None, None], chroma], dim=1)).clamp(0, 1))
+    out = rgb_up[0].permute(1, 2, 0).numpy()
     if alpha is not None:
         a = to_uint8(resize_bicubic(to_float(torch.from_numpy(alpha)[None, None]), size).clamp(0, 1))[0, 0].numpy()
         out = np.dstack([out, a])

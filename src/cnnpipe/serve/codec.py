@@ -84,7 +84,7 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             width, height = img.size
             if img.format not in ACCEPTED_FORMATS:
                 raise RequestError("invalid", f"unsupported image format {img.format}; send {ACCEPTED}")

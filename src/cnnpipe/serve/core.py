@@ -9,7 +9,7 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
@@ -24,6 +24,9 @@ from cnnpipe.models.onnx_runtime import ort_session, read_metadata
 from cnnpipe.models.upscale import DEFAULT_OVERLAP
 from cnnpipe.serve.codec import DecodedImage, RequestError
 from cnnpipe.serve.limits import Limits
+
+if TYPE_CHECKING:
+    from cnnpipe.dream.backbones import Backbone
 
 CLASSIFIER_FILE = paths.CLASSIFIER_ONNX.name
 DREAM_CHECKPOINT_FILE = paths.CLASSIFIER_CHECKPOINT.name
@@ -93,7 +96,7 @@ class InferenceCore:
             self.sr_context[scale] = int(meta.get("context", DEFAULT_OVERLAP))
             self.models.append(ModelInfo(f"sr_x{scale}", path.name, _sha256(path)))
         self.dream_backbone_name = dream_backbone
-        self._backbone = None  # loaded on first DeepDream request (PyTorch)
+        self._backbone: Backbone | None = None  # loaded on first DeepDream request (PyTorch)
 
     # ------------------------------------------------------------------ metadata
 
@@ -176,14 +179,16 @@ class InferenceCore:
 
     # ------------------------------------------------------------------ DeepDream
 
-    def backbone(self):
+    def backbone(self) -> Backbone:
         if self._backbone is None:
             from cnnpipe.dream.backbones import load_backbone
 
             self._backbone = load_backbone(
-                self.dream_backbone_name, torch.device("cuda" if torch.cuda.is_available() else "cpu"),
-                classifier_checkpoint=self.models_dir / DREAM_CHECKPOINT_FILE, download=False,
-            )  # fmt: skip
+                self.dream_backbone_name,
+                torch.device("cuda" if torch.cuda.is_available() else "cpu"),
+                classifier_checkpoint=self.models_dir / DREAM_CHECKPOINT_FILE,
+                download=False,
+            )
         return self._backbone
 
     def deepdream(

@@ -36,7 +36,7 @@ def _abort(context: grpc.ServicerContext, error: RequestError) -> None:
 def _float32(value: float) -> float:
     """A proto float as the shortest decimal that is the same float32 (0.02, not 0.0199999995529),
     so a gRPC request means what the same numbers mean over HTTP or the CLI."""
-    return float(repr(np.float32(value)))
+    return float(str(np.float32(value)))
 
 
 def dream_request_of(message: pb.DeepDreamRequest) -> DreamRequest:

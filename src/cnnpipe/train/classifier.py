@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from cnnpipe.data.augment import crop, cutout
 from cnnpipe.device import autocast, seed_everything, use_bf16
 from cnnpipe.errors import ParamError
 from cnnpipe.models.checkpoint import CLASSIFIER_ARCHS, atomic_torch_save, build_classifier
-from cnnpipe.models.classifier import CIFAR10_MEAN
+from cnnpipe.models.classifier import CIFAR10_MEAN, AirbenchNet
 from cnnpipe.models.predict import predict_logits
 from cnnpipe.params import ClassifierParams
 from cnnpipe.progress import progress
@@ -174,10 +175,10 @@ def train(
     images, labels = images.to(device), labels.to(device)
     config = model_config(p, classes)
     model = build_classifier(config).to(device)
-    whitening = getattr(model, "init_whitening", None)
+    airbench = model if isinstance(model, AirbenchNet) else None
     setup_started = time.perf_counter()
-    if whitening is not None:
-        whitening(images[:WHITENING_IMAGES])
+    if airbench is not None:
+        airbench.init_whitening(images[:WHITENING_IMAGES])
     setup_seconds = time.perf_counter() - setup_started  # counted as training time, in epoch 1
     model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = len(images) // p.batch_size  # the ragged last batch is dropped
@@ -221,10 +222,11 @@ def train(
     shard = p.batch_size // world.size
 
     for epoch in range(first_epoch, p.epochs + 1):
-        if whitening is not None:  # the whitening bias learns early, then freezes: less backward work
+        if airbench is not None:  # the whitening bias learns early, then freezes: less backward work
             learn = epoch <= p.whiten_bias_epochs
-            if model.whiten.bias.requires_grad != learn:
-                model.whiten.bias.requires_grad_(learn)
+            bias = airbench.whiten.bias
+            if bias is not None and bias.requires_grad != learn:
+                bias.requires_grad_(learn)
                 net = None
         if net is None:
             net = wrapped()
@@ -355,7 +357,7 @@ def _compiled(net: nn.Module, example: torch.Tensor, device: torch.device, bf16:
     """
     buffers = {k: v.clone() for k, v in net.state_dict().items() if "running" in k or "num_batches" in k}
     try:
-        compiled = torch.compile(net)
+        compiled = typing.cast(nn.Module, torch.compile(net))
         with autocast(device, bf16):
             compiled(example.contiguous(memory_format=torch.channels_last)).float().sum().backward()
     except Exception as exc:  # compile backends fail in many environment-specific ways
