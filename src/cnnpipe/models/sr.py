@@ -74,10 +74,11 @@ class ResBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
+        first = nn.Conv2d(channels, channels, 3, padding=1)  # built first: the RNG draws stay in layer order
         last = nn.Conv2d(channels, channels, 3, padding=1)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)  # type: ignore[arg-type]  # Conv2d(bias=True) has one
-        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True), last)
+        self.body = nn.Sequential(first, nn.ReLU(inplace=True), last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
