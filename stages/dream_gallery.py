@@ -20,17 +20,7 @@ from cnnpipe.params import load_params
 def main() -> None:
     params = load_params()
     g = params.dream_gallery
-    request = DreamRequest(
-        preset=g.preset,
-        layers=g.layers,
-        octaves=g.octaves,
-        octave_scale=g.octave_scale,
-        steps=g.steps,
-        lr=g.lr,
-        jitter=g.jitter,
-        seed=g.seed,
-    )
-    dream = dream_params(request, "classifier")
+    dream = dream_params(DreamRequest.of(g), "classifier")
     backbone = classifier_backbone(paths.CLASSIFIER_CHECKPOINT, pick_device(params.device))
     images = list_images(bsds_split_dir(paths.BSDS300, "test"))[: g.images]
     originals = [

@@ -26,14 +26,6 @@ def sample_data(args: argparse.Namespace) -> None:
         print(f"{path}  md5 {md5}  (params: data.{name}.url / data.{name}.md5)")
 
 
-def _layer_weight(text: str) -> tuple[str, float]:
-    name, _, weight = text.partition(":")
-    try:
-        return name, float(weight) if weight else 1.0
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"layer must be NAME or NAME:WEIGHT, got {text!r}") from None
-
-
 def dream_command(args: argparse.Namespace) -> None:
     from cnnpipe.data.images import read_rgb, write_png
     from cnnpipe.device import pick_device
@@ -50,20 +42,8 @@ def dream_command(args: argparse.Namespace) -> None:
         classifier_checkpoint=Path(args.classifier),
         download=not args.no_download,
     )
-    request = DreamRequest(
-        preset=args.preset,
-        layers=dict(args.layer) if args.layer else None,
-        channels=args.channel,
-        octaves=args.octaves,
-        octave_scale=args.octave_scale,
-        steps=args.steps,
-        lr=args.lr,
-        jitter=args.jitter,
-        smoothing=args.smoothing,
-        seed=args.seed,
-    )
     params = dream_params(
-        request,
+        DreamRequest.of(args),
         args.backbone,
         max_pixels=args.max_pixels,
         max_total_steps=args.max_total_steps,
@@ -119,12 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--backbone", default="vgg19", help="classifier (the project's) | vgg19 | googlenet | resnet50")
     d.add_argument(
         "--layer",
-        type=_layer_weight,
+        dest="layers",
         action="append",
         default=None,
         help="layer name or index, optionally NAME:WEIGHT; repeat for several (default: see DEFAULT_LAYER)",
     )
-    d.add_argument("--channel", type=int, action="append", default=None, help="only this channel (repeatable)")
+    d.add_argument(
+        "--channel", dest="channels", type=int, action="append", default=None, help="only this channel (repeatable)"
+    )
     d.add_argument(
         "--preset", choices=list(PRESETS), default=None, help=f"settings to start from (default {DEFAULT_PRESET})"
     )

@@ -33,7 +33,7 @@ class DreamRequest:
     """
 
     preset: str | None = None
-    layers: Sequence[str] | Mapping[str, float] | None = None
+    layers: Sequence[str] | Mapping[str, float] | None = None  # names, indices or "NAME:WEIGHT"
     channels: Sequence[int] | None = None
     octaves: int | None = None
     octave_scale: float | None = None
@@ -42,6 +42,26 @@ class DreamRequest:
     jitter: int | None = None
     smoothing: float | None = None
     seed: int | None = None
+
+    @classmethod
+    def of(cls, source: object) -> DreamRequest:
+        """The request held by any object with (some of) these attribute names: parsed CLI
+        arguments, the gallery's params. Missing attributes are None."""
+        return cls(**{f.name: getattr(source, f.name, None) for f in dataclasses.fields(cls)})
+
+
+def _layer_weights(layers: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
+    """``["features.3:1", "features.4:0.5"]`` (weight 1 when left out) or a mapping → name → weight."""
+    if isinstance(layers, Mapping):
+        return {str(name): float(weight) for name, weight in layers.items()}
+    weights = {}
+    for layer in layers:
+        name, _, weight = str(layer).partition(":")
+        try:
+            weights[name] = float(weight) if weight else 1.0
+        except ValueError:
+            raise DreamError(f"layer must be NAME or NAME:WEIGHT, got {layer!r}") from None
+    return weights
 
 
 def dream_params(
@@ -59,8 +79,7 @@ def dream_params(
     name = request.preset or DEFAULT_PRESET
     if name not in PRESETS:
         raise DreamError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    layers = request.layers or [DEFAULT_LAYER.get(backbone, "")]
-    weights = dict(layers) if isinstance(layers, Mapping) else {str(layer): 1.0 for layer in layers}
+    weights = _layer_weights(request.layers or [DEFAULT_LAYER.get(backbone, "")])
     chosen = {
         "octaves": request.octaves,
         "octave_scale": request.octave_scale,
@@ -74,12 +93,12 @@ def dream_params(
         "tile_size": tile_size,
     }
     types = {f.name: f.type for f in dataclasses.fields(DreamParams)}
-    overrides: dict[str, Any] = {"layers": {str(k): float(v) for k, v in weights.items()}}
+    overrides: dict[str, Any] = {"layers": weights}
     for key, value in chosen.items():
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float) or (types[key] == "int" and value % 1):
-            raise DreamError(f"{key} must be a {types[key]}, got {value!r}")
+            raise DreamError(f"{key} must be {'an integer' if types[key] == 'int' else 'a number'}, got {value!r}")
         overrides[key] = float(value) if types[key] == "float" else int(value)
     if request.channels:
         overrides["channels"] = tuple(int(c) for c in request.channels)
