@@ -130,5 +130,7 @@ def test_benchmark_overrides_are_read_as_yaml_and_validated(tmp_path: Path) -> N
     assert section_with_overrides(ClassifierParams, "classifier", ["width=16"], path).width == 16
     with pytest.raises(ParamError, match=r"classifier\.width must be an integer"):
         section_with_overrides(ClassifierParams, "classifier", ["width=wide"], path)
+    with pytest.raises(ParamError, match=r"classifier\.lr must be > 0, got -1"):  # ranges too, not only types
+        section_with_overrides(ClassifierParams, "classifier", ["lr=-1"], path)
     with pytest.raises(ParamError, match="expected key=value"):
         section_with_overrides(ClassifierParams, "classifier", ["width"], path)

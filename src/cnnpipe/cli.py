@@ -7,7 +7,7 @@ import os
 import shlex
 from pathlib import Path
 
-from cnnpipe import __version__
+from cnnpipe import __version__, paths
 from cnnpipe.data.sample import SAMPLE_SIZES, write_archives
 from cnnpipe.dream.presets import DEFAULT_PRESET, PRESETS
 from cnnpipe.errors import exit_on_user_error
@@ -122,12 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-total-steps", type=int, default=None, help="refuse more octaves × steps")
     d.add_argument("--weights", choices=["imagenet", "random"], default="imagenet")
     d.add_argument("--no-download", action="store_true", help="use only cached ImageNet weights")
-    d.add_argument("--classifier", default="models/classifier.pt", help="checkpoint for --backbone classifier")
+    d.add_argument(
+        "--classifier", default=str(paths.CLASSIFIER_CHECKPOINT), help="checkpoint for --backbone classifier"
+    )
     d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     d.set_defaults(func=dream_command)
 
     g = sub.add_parser("serve-grpc", help="serve the cnnpipe.v1.Inference gRPC API from the exported models")
-    g.add_argument("--models", default=os.environ.get("CNNPIPE_MODELS_DIR", "models"), help="folder of *.onnx")
+    g.add_argument("--models", default=os.environ.get("CNNPIPE_MODELS_DIR", str(paths.MODELS)), help="folder of *.onnx")
     g.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for all interfaces)")
     g.add_argument("--port", type=int, default=50051, help="0 picks a free port")
     g.add_argument("--workers", type=int, default=8, help="concurrent RPCs")

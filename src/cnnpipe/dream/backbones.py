@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cnnpipe import paths
 from cnnpipe.errors import CnnpipeError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -156,5 +157,5 @@ def load_backbone(
     download: bool = True,
 ) -> Backbone:
     if name == "classifier":
-        return classifier_backbone(classifier_checkpoint or Path("models/classifier.pt"), device)
+        return classifier_backbone(classifier_checkpoint or paths.CLASSIFIER_CHECKPOINT, device)
     return torchvision_backbone(name, device, weights=weights, download=download)
