@@ -27,7 +27,7 @@ demo: venv
 	set_args=$$(cnnpipe sample-data $(SAMPLE_DIR) --dvc-set-args) && \
 	  dvc exp run --temp -C $(SAMPLE_DIR) $$set_args $(DEMO_SET)
 	@echo
-	dvc exp show --no-pager --only-changed --drop 'Created|State|Executor'
+	dvc exp show --md --drop '.*' --keep 'Experiment|accuracy$$|accuracy_tta|.*psnr_model|.*psnr_bicubic'
 	@echo "The demo is the experiment above (the data was GENERATED, not CIFAR-10/BSDS300); your params.yaml is unchanged."
 	@echo "Its models and plots: 'dvc exp apply NAME' (or 'dvc exp branch NAME demo') brings them into a workspace."
 

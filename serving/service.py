@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 from cnnpipe.dream.engine import Progress
 from cnnpipe.dream.presets import DreamRequest
+from cnnpipe.errors import CnnpipeError
 from cnnpipe.serve.codec import RequestError
 from cnnpipe.serve.core import InferenceCore, classifier_input
 from serving.config import INPUT_SIZE, LIMITS, MODELS_DIR, TASK_QUEUE, THREADS
@@ -97,6 +98,8 @@ class Cnnpipe:
             return _png(self.core.deepdream(image.read_bytes(), request, task=task, progress=progress))
         except RequestError as error:
             raise http_error(error) from None
+        except CnnpipeError as error:  # e.g. the dream backbone cannot load: the request cannot be served
+            raise BentoMLException(str(error), error_code=HTTPStatus.UNPROCESSABLE_ENTITY) from None
 
     @bentoml.api
     def deepdream(

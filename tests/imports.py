@@ -7,7 +7,8 @@ import ast
 from functools import cache
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from .pipeline import REPO
+
 ROOTS = {"cnnpipe": REPO / "src", "stages": REPO, "serving": REPO, "benchmarks": REPO, "tests": REPO}
 
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from cnnpipe import params, paths
+from cnnpipe.dream.presets import PRESETS
 from cnnpipe.models.checkpoint import CLASSIFIER_ARCHS, SR_ARCHS
 
 from .imports import REPO, closure, direct_imports, module_file, project_modules
@@ -35,8 +36,7 @@ ALLOWED = {
 def layer(module: str) -> str:
     if module in BASE:
         return "base"
-    part = module.split(".")[1]
-    return part if part in ALLOWED else {"params": "params", "cli": "cli"}.get(part, part)
+    return module.split(".")[1]
 
 
 @pytest.mark.parametrize("module", project_modules("cnnpipe"))
@@ -98,10 +98,10 @@ def test_the_pipeline_paths_are_the_ones_dvc_yaml_declares() -> None:
             for entry in spec.get(key, []):
                 declared.add(next(iter(entry)) if isinstance(entry, dict) else entry)
     declared = {d.replace("${item.scale}", "3") for d in declared}
-    named = [getattr(paths, n) for n in dir(paths) if n.isupper() and n != "PARAMS"]
+    named = [getattr(paths, n) for n in dir(paths) if n.isupper()]
     named += [f(3) for f in (paths.sr_checkpoint, paths.sr_onnx, paths.sr_metrics, paths.sr_comparison)]
     named += [paths.sr_export_metrics(3), paths.dataset("cifar10"), paths.dataset("bsds300")]
-    folders = {"data", "models", "metrics", "plots", "dvclive"}
+    folders = {"data", "models", "metrics", "plots", "dvclive", "params.yaml"}  # params.yaml: DVC's default
     for path in named:
         text = str(path)
         if text in folders:
@@ -113,3 +113,4 @@ def test_the_pipeline_paths_are_the_ones_dvc_yaml_declares() -> None:
 def test_param_choices_match_the_registries() -> None:
     assert set(typing.get_args(params.ClassifierArchName)) == set(CLASSIFIER_ARCHS)
     assert set(typing.get_args(params.SRArchName)) == set(SR_ARCHS)
+    assert set(typing.get_args(params.DreamPreset)) == set(PRESETS)

@@ -55,6 +55,9 @@ def test_the_repository_params_are_valid() -> None:
         (lambda p: p["data"].pop("bsds300"), r"missing param data\.bsds300"),
         (lambda p: p.update(device="tpu"), r"device must be one of auto, cpu, cuda, got .tpu."),
         (lambda p: p["evaluate"].update(sr_extra_sets={"Set5": "/no/such/dir"}), r"sr_extra_sets\.Set5"),
+        (lambda p: p["dream_gallery"].update(preset="wild"), r"dream_gallery\.preset must be one of quick, detailed"),
+        (lambda p: p["dream_gallery"].update(steps=0), r"dream_gallery\.octaves and dream_gallery\.steps must be >= 1"),
+        (lambda p: p["dream_gallery"].update(octave_scale=1.0), r"dream_gallery\.octave_scale must be in \(1, 4\]"),
     ],
 )
 def test_invalid_params_are_named(tmp_path: Path, edit, message: str) -> None:

@@ -29,9 +29,11 @@ def test_set_fields_override_the_named_preset_and_limits_apply() -> None:
     ("request_", "message"),
     [
         (DreamRequest(preset="wild"), "unknown preset 'wild'; choose one of quick, detailed, classic"),
-        (DreamRequest(layers=["features.3:lots"]), "layer must be NAME or NAME:WEIGHT, got 'features.3:lots'"),
+        (DreamRequest(layers=["features.3:lots"]), "layer must be NAME or NAME:WEIGHT, got features.3:lots"),
         (DreamRequest(octaves=2.5), "octaves must be an integer, got 2.5"),  # type: ignore[arg-type]
         (DreamRequest(jitter=True), "jitter must be an integer, got True"),
+        (DreamRequest(layers={"features.3": "x"}), "layer must be NAME or NAME:WEIGHT, got features.3:x"),
+        (DreamRequest(channels=["a"]), "channels must be integers, got \\['a'\\]"),
     ],
 )
 def test_bad_requests_are_refused_with_one_line(request_: DreamRequest, message: str) -> None:

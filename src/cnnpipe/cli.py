@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cnnpipe import __version__, paths
 from cnnpipe.data.sample import SAMPLE_SIZES, write_archives
+from cnnpipe.dream.backbones import DEFAULT_LAYER
 from cnnpipe.dream.presets import DEFAULT_PRESET, PRESETS
 from cnnpipe.errors import exit_on_user_error
 
@@ -35,19 +36,19 @@ def dream_command(args: argparse.Namespace) -> None:
     from cnnpipe.progress import progress
 
     image = read_rgb(Path(args.input))
+    params = dream_params(  # checked before a backbone is loaded (or downloaded)
+        DreamRequest.of(args),
+        args.backbone,
+        max_pixels=args.max_pixels,
+        max_total_steps=args.max_total_steps,
+        tile_size=args.tile_size,
+    )
     backbone = load_backbone(
         args.backbone,
         pick_device(args.device),
         weights=args.weights,
         classifier_checkpoint=Path(args.classifier),
         download=not args.no_download,
-    )
-    params = dream_params(
-        DreamRequest.of(args),
-        args.backbone,
-        max_pixels=args.max_pixels,
-        max_total_steps=args.max_total_steps,
-        tile_size=args.tile_size,
     )
     with progress(total=params.octaves * params.steps, desc="dream", unit="step") as bar:
 
@@ -102,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="layers",
         action="append",
         default=None,
-        help="layer name or index, optionally NAME:WEIGHT; repeat for several (default: see DEFAULT_LAYER)",
+        help="layer name or index, optionally NAME:WEIGHT; repeat for several (default: "
+        + ", ".join(f"{b}: {layer}" for b, layer in DEFAULT_LAYER.items())
+        + ")",
     )
     d.add_argument(
         "--channel", dest="channels", type=int, action="append", default=None, help="only this channel (repeatable)"

@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from cnnpipe import paths
 from cnnpipe.errors import ParamError
 
 T = TypeVar("T")
@@ -30,6 +31,7 @@ ClassifierArchName = Literal["airbench", "resnet9"]  # = cnnpipe.models.checkpoi
 SRArchName = Literal["ressr", "espcn"]  # = cnnpipe.models.checkpoint.SR_ARCHS (tested)
 Flip = Literal["alternating", "random", "none"]
 Loss = Literal["l1", "mse"]
+DreamPreset = Literal["quick", "detailed", "classic"]  # = cnnpipe.dream.presets.PRESETS (tested)
 HEX = set("0123456789abcdefABCDEF")
 
 
@@ -164,7 +166,7 @@ class DreamGalleryParams:
     images: int = 3
     size: int = 128
     layers: list[str] = field(default_factory=lambda: ["features.1", "features.2", "features.3", "features.4"])
-    preset: str = "quick"
+    preset: DreamPreset = "quick"
     octaves: int | None = None
     octave_scale: float | None = None
     steps: int | None = None
@@ -175,6 +177,13 @@ class DreamGalleryParams:
     def __post_init__(self) -> None:
         g = "dream_gallery"
         _require(self.images >= 1 and self.size >= 16, f"{g}.images must be >= 1 and {g}.size >= 16")
+        # The engine checks these again when it runs; here they fail before the pipeline's first stage.
+        counts = [n for n in (self.octaves, self.steps) if n is not None]
+        _require(all(n >= 1 for n in counts), f"{g}.octaves and {g}.steps must be >= 1")
+        scale, lr = self.octave_scale, self.lr
+        _require(scale is None or 1 < scale <= 4, f"{g}.octave_scale must be in (1, 4], got {scale}")
+        _require(lr is None or 0 < lr <= 1, f"{g}.lr must be in (0, 1], got {lr}")
+        _require(self.jitter is None or self.jitter >= 0, f"{g}.jitter must be >= 0, got {self.jitter}")
 
 
 @dataclass(frozen=True)
@@ -283,11 +292,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def load_params(path: Path | str = "params.yaml") -> Params:
+def load_params(path: Path | str = paths.PARAMS) -> Params:
     return _build(Params, _read_yaml(Path(path)), "")
 
 
-def section_with_overrides(cls: type[T], prefix: str, overrides: list[str], path: Path | str = "params.yaml") -> T:
+def section_with_overrides(cls: type[T], prefix: str, overrides: list[str], path: Path | str = paths.PARAMS) -> T:
     """One section of ``params.yaml`` (defaults if absent) with ``key=value`` overrides applied, each
     value read as YAML (``bf16=false``, ``scales=[2,3]``) and checked like the pipeline's own params.
     For benchmarks, which explore params without editing the file."""

@@ -32,8 +32,8 @@ CLASSIFIER_LIVE = LIVE / "classifier"
 
 
 def dataset(name: str) -> Path:
-    """``data/<name>``: where ``fetch_<name>`` extracts a dataset."""
-    return DATA / name
+    """Where ``fetch_<name>`` extracts a dataset (``cifar10`` → ``data/cifar10``)."""
+    return {"cifar10": CIFAR10, "bsds300": BSDS300}[name]
 
 
 def sr_checkpoint(scale: int) -> Path:

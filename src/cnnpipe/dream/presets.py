@@ -18,7 +18,7 @@ DEFAULT_PRESET = "quick"
 PRESETS: dict[str, DreamParams] = {
     # 3 octaves ×1.4, 10 steps: seconds on a CPU for a few hundred pixels a side.
     "quick": DreamParams(),
-    # More octaves and steps, more jitter: the task endpoint's larger jobs.
+    # More octaves and steps, more jitter: for larger jobs (the task endpoint with preset=detailed).
     "detailed": DreamParams(octaves=4, steps=20, jitter=8),
     # The DeepDream tutorials' VGG19 recipe (4 octaves ×2, 25 steps, no jitter): benchmarks/dream.py.
     "classic": DreamParams(octaves=4, octave_scale=2.0, steps=25, jitter=0),
@@ -29,7 +29,8 @@ PRESETS: dict[str, DreamParams] = {
 class DreamRequest:
     """What a caller may choose; ``None`` takes the preset's value (and the backbone's default layer).
 
-    Protocol adapters map "not given" to ``None``: an absent form field, a proto3 field left at 0.
+    Protocol adapters map "not given" to ``None``: an absent form field, an unset proto3 optional
+    field, a ``null`` param. A value that is given is used as given (0 included).
     """
 
     preset: str | None = None
@@ -52,15 +53,13 @@ class DreamRequest:
 
 def _layer_weights(layers: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
     """``["features.3:1", "features.4:0.5"]`` (weight 1 when left out) or a mapping → name → weight."""
-    if isinstance(layers, Mapping):
-        return {str(name): float(weight) for name, weight in layers.items()}
+    pairs = layers.items() if isinstance(layers, Mapping) else (str(x).partition(":")[::2] for x in layers)
     weights = {}
-    for layer in layers:
-        name, _, weight = str(layer).partition(":")
+    for name, weight in pairs:
         try:
-            weights[name] = float(weight) if weight else 1.0
-        except ValueError:
-            raise DreamError(f"layer must be NAME or NAME:WEIGHT, got {layer!r}") from None
+            weights[str(name)] = float(weight) if weight != "" else 1.0
+        except (TypeError, ValueError):
+            raise DreamError(f"layer must be NAME or NAME:WEIGHT, got {name}:{weight}") from None
     return weights
 
 
@@ -101,5 +100,7 @@ def dream_params(
             raise DreamError(f"{key} must be {'an integer' if types[key] == 'int' else 'a number'}, got {value!r}")
         overrides[key] = float(value) if types[key] == "float" else int(value)
     if request.channels:
-        overrides["channels"] = tuple(int(c) for c in request.channels)
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in request.channels):
+            raise DreamError(f"channels must be integers, got {list(request.channels)!r}")
+        overrides["channels"] = tuple(request.channels)
     return dataclasses.replace(PRESETS[name], **overrides)

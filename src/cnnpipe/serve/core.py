@@ -9,7 +9,7 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -17,16 +17,14 @@ import torch
 
 from cnnpipe import __version__, paths
 from cnnpipe.data.images import center_square, encode_png
-from cnnpipe.dream.engine import ProgressCallback
+from cnnpipe.dream.backbones import DEFAULT_LAYER, Backbone, BackboneError, load_backbone
+from cnnpipe.dream.engine import DreamError, DreamParams, ProgressCallback, dream
 from cnnpipe.dream.presets import PRESETS, DreamRequest, dream_params
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.models.onnx_runtime import ort_session, read_metadata
 from cnnpipe.models.upscale import DEFAULT_OVERLAP
 from cnnpipe.serve.codec import DecodedImage, RequestError
 from cnnpipe.serve.limits import Limits
-
-if TYPE_CHECKING:
-    from cnnpipe.dream.backbones import Backbone
 
 CLASSIFIER_FILE = paths.CLASSIFIER_ONNX.name
 DREAM_CHECKPOINT_FILE = paths.CLASSIFIER_CHECKPOINT.name
@@ -101,8 +99,6 @@ class InferenceCore:
     # ------------------------------------------------------------------ metadata
 
     def metadata(self) -> dict[str, Any]:
-        from cnnpipe.dream.backbones import DEFAULT_LAYER
-
         return {
             "classes": self.classes,
             "scales": sorted(self.sr),
@@ -181,8 +177,6 @@ class InferenceCore:
 
     def backbone(self) -> Backbone:
         if self._backbone is None:
-            from cnnpipe.dream.backbones import load_backbone
-
             self._backbone = load_backbone(
                 self.dream_backbone_name,
                 torch.device("cuda" if torch.cuda.is_available() else "cpu"),
@@ -195,9 +189,6 @@ class InferenceCore:
         self, data: bytes, request: DreamRequest, task: bool = False, progress: ProgressCallback | None = None
     ) -> bytes:
         """Upload + :class:`DreamRequest` → PNG. ``task`` selects the larger limits of the task endpoint."""
-        from cnnpipe.dream.backbones import BackboneError
-        from cnnpipe.dream.engine import DreamError, dream
-
         max_pixels = self.limits.dream_task_max_pixels if task else self.limits.dream_sync_max_pixels
         max_steps = self.limits.dream_task_max_steps if task else self.limits.dream_sync_max_steps
         image = self.decode(data, max_pixels=max_pixels)
@@ -209,5 +200,5 @@ class InferenceCore:
         return encode_png(out, image.alpha)
 
 
-def _preset_fields(p: Any) -> dict[str, Any]:
+def _preset_fields(p: DreamParams) -> dict[str, Any]:
     return {k: getattr(p, k) for k in ("octaves", "octave_scale", "steps", "lr", "jitter")}

@@ -1,10 +1,8 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from google.protobuf.internal import containers as _containers
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -14,20 +12,20 @@ class ClassifyRequest(_message.Message):
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     top_k: int
-    def __init__(self, image: bytes | None = ..., top_k: int | None = ...) -> None: ...
+    def __init__(self, image: _Optional[bytes] = ..., top_k: _Optional[int] = ...) -> None: ...
 
 class ClassProbability(_message.Message):
-    __slots__ = ("index", "label", "probability")
+    __slots__ = ("label", "index", "probability")
     LABEL_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     label: str
     index: int
     probability: float
-    def __init__(self, label: str | None = ..., index: int | None = ..., probability: float | None = ...) -> None: ...
+    def __init__(self, label: _Optional[str] = ..., index: _Optional[int] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
-    __slots__ = ("index", "label", "model_version", "top_k")
+    __slots__ = ("label", "index", "top_k", "model_version")
     LABEL_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
@@ -36,7 +34,7 @@ class ClassifyResponse(_message.Message):
     index: int
     top_k: _containers.RepeatedCompositeFieldContainer[ClassProbability]
     model_version: str
-    def __init__(self, label: str | None = ..., index: int | None = ..., top_k: _Iterable[ClassProbability | _Mapping] | None = ..., model_version: str | None = ...) -> None: ...
+    def __init__(self, label: _Optional[str] = ..., index: _Optional[int] = ..., top_k: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class SuperResolveRequest(_message.Message):
     __slots__ = ("image", "scale")
@@ -44,10 +42,10 @@ class SuperResolveRequest(_message.Message):
     SCALE_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     scale: int
-    def __init__(self, image: bytes | None = ..., scale: int | None = ...) -> None: ...
+    def __init__(self, image: _Optional[bytes] = ..., scale: _Optional[int] = ...) -> None: ...
 
 class SuperResolveResponse(_message.Message):
-    __slots__ = ("height", "model_version", "png", "width")
+    __slots__ = ("png", "width", "height", "model_version")
     PNG_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -56,10 +54,10 @@ class SuperResolveResponse(_message.Message):
     width: int
     height: int
     model_version: str
-    def __init__(self, png: bytes | None = ..., width: int | None = ..., height: int | None = ..., model_version: str | None = ...) -> None: ...
+    def __init__(self, png: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class DeepDreamRequest(_message.Message):
-    __slots__ = ("image", "jitter", "layers", "lr", "octave_scale", "octaves", "preset", "seed", "steps")
+    __slots__ = ("image", "layers", "octaves", "octave_scale", "steps", "lr", "jitter", "seed", "preset")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     OCTAVES_FIELD_NUMBER: _ClassVar[int]
@@ -78,10 +76,10 @@ class DeepDreamRequest(_message.Message):
     jitter: int
     seed: int
     preset: str
-    def __init__(self, image: bytes | None = ..., layers: _Iterable[str] | None = ..., octaves: int | None = ..., octave_scale: float | None = ..., steps: int | None = ..., lr: float | None = ..., jitter: int | None = ..., seed: int | None = ..., preset: str | None = ...) -> None: ...
+    def __init__(self, image: _Optional[bytes] = ..., layers: _Optional[_Iterable[str]] = ..., octaves: _Optional[int] = ..., octave_scale: _Optional[float] = ..., steps: _Optional[int] = ..., lr: _Optional[float] = ..., jitter: _Optional[int] = ..., seed: _Optional[int] = ..., preset: _Optional[str] = ...) -> None: ...
 
 class DeepDreamProgress(_message.Message):
-    __slots__ = ("fraction", "octave", "octaves", "step", "steps")
+    __slots__ = ("octave", "octaves", "step", "steps", "fraction")
     OCTAVE_FIELD_NUMBER: _ClassVar[int]
     OCTAVES_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
@@ -92,22 +90,22 @@ class DeepDreamProgress(_message.Message):
     step: int
     steps: int
     fraction: float
-    def __init__(self, octave: int | None = ..., octaves: int | None = ..., step: int | None = ..., steps: int | None = ..., fraction: float | None = ...) -> None: ...
+    def __init__(self, octave: _Optional[int] = ..., octaves: _Optional[int] = ..., step: _Optional[int] = ..., steps: _Optional[int] = ..., fraction: _Optional[float] = ...) -> None: ...
 
 class DeepDreamUpdate(_message.Message):
-    __slots__ = ("png", "progress")
+    __slots__ = ("progress", "png")
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     PNG_FIELD_NUMBER: _ClassVar[int]
     progress: DeepDreamProgress
     png: bytes
-    def __init__(self, progress: DeepDreamProgress | _Mapping | None = ..., png: bytes | None = ...) -> None: ...
+    def __init__(self, progress: _Optional[_Union[DeepDreamProgress, _Mapping]] = ..., png: _Optional[bytes] = ...) -> None: ...
 
 class GetMetadataRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("file", "name", "sha256", "version")
+    __slots__ = ("name", "file", "sha256", "version")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -116,10 +114,10 @@ class ModelInfo(_message.Message):
     file: str
     sha256: str
     version: str
-    def __init__(self, name: str | None = ..., file: str | None = ..., sha256: str | None = ..., version: str | None = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., file: _Optional[str] = ..., sha256: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class Metadata(_message.Message):
-    __slots__ = ("classes", "cnnpipe_version", "dream_backbone", "dream_layers", "dream_presets", "models", "scales")
+    __slots__ = ("classes", "scales", "models", "cnnpipe_version", "dream_backbone", "dream_layers", "dream_presets")
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     SCALES_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
@@ -134,4 +132,4 @@ class Metadata(_message.Message):
     dream_backbone: str
     dream_layers: _containers.RepeatedScalarFieldContainer[str]
     dream_presets: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, classes: _Iterable[str] | None = ..., scales: _Iterable[int] | None = ..., models: _Iterable[ModelInfo | _Mapping] | None = ..., cnnpipe_version: str | None = ..., dream_backbone: str | None = ..., dream_layers: _Iterable[str] | None = ..., dream_presets: _Iterable[str] | None = ...) -> None: ...
+    def __init__(self, classes: _Optional[_Iterable[str]] = ..., scales: _Optional[_Iterable[int]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., cnnpipe_version: _Optional[str] = ..., dream_backbone: _Optional[str] = ..., dream_layers: _Optional[_Iterable[str]] = ..., dream_presets: _Optional[_Iterable[str]] = ...) -> None: ...
