@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import torch
 from PIL import Image
 
 from cnnpipe.dream.backbones import BackboneError, classifier_backbone, torchvision_backbone
-from cnnpipe.dream.engine import DreamCancelled, DreamError, DreamParams, dream, pyramid_sizes
+from cnnpipe.dream.engine import DreamCancelled, DreamError, DreamParams, dream, pyramid_sizes, tile_sides
 from cnnpipe.models.checkpoint import save_checkpoint
 from cnnpipe.models.classifier import ResNet9
 
@@ -191,3 +192,31 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, checkpoint: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: cannot read") and "Traceback" not in result.stderr
     assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (8, 8), (1, 4000), (4000, 2)])
+def test_images_too_small_or_thin_for_the_layer_are_refused_before_any_step(backbone, shape) -> None:
+    steps = []
+    params = DreamParams(layers={"features.8": 1.0}, octaves=3, steps=2)
+    with pytest.raises(DreamError, match=r"needs at least \d+ px on the short side of every octave"):
+        dream(_image(*shape), backbone, params, progress=steps.append)
+    assert steps == []
+
+
+def test_the_smallest_accepted_image_dreams(backbone) -> None:
+    need, _ = backbone.probe(["features.8"])
+    side = math.ceil(need * 1.4**2)  # the smallest octave of 3 at ×1.4 is just big enough
+    out = dream(_image(side, side), backbone, DreamParams(layers={"features.8": 1.0}, octaves=3, steps=1))
+    assert out.shape == (side, side, 3)
+
+
+def test_tiles_leave_no_sliver_at_the_edge(backbone) -> None:
+    """513 px with 512-px tiles used to leave a 1-px tile that no conv net can take."""
+    assert tile_sides((513, 1025), 512) == (257, 342)
+    out = dream(_image(66, 33), backbone, DreamParams(layers={"features.6": 1.0}, octaves=1, steps=1, tile_size=32))
+    assert out.shape == (66, 33, 3)
+
+
+def test_channels_beyond_the_layer_are_refused(backbone) -> None:
+    with pytest.raises(DreamError, match=r"channels must be in 0\.\.\d+ for features\.3, got \[999\]"):
+        dream(_image(), backbone, DreamParams(layers={"features.3": 1.0}, channels=(999,), octaves=1, steps=1))

@@ -8,7 +8,7 @@ has run (so dreaming at ``features.26`` of VGG19 never computes the classifier h
 from __future__ import annotations
 
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ TORCHVISION_BACKBONES = ("vgg19", "googlenet", "resnet50")
 # Which module's children a bare index (``--layer 26``) counts in.
 # Default layers: the seeds' VGG19 layer 26 (the ReLU after conv4_4) and common picks elsewhere.
 DEFAULT_LAYER = {"vgg19": "features.26", "classifier": "features.3", "googlenet": "inception4c", "resnet50": "layer3"}
+MAX_PROBE_SIDE = 512  # no backbone here needs more; probing larger would cost real compute
 INDEX_PREFIX = {"vgg19": "features", "classifier": "features", "googlenet": "", "resnet50": ""}
 
 
@@ -41,6 +42,7 @@ class Backbone:
     mean: torch.Tensor  # 1×3×1×1, on device
     std: torch.Tensor
     device: torch.device
+    _probed: dict[tuple[str, ...], tuple[int, dict[str, int]]] = field(default_factory=dict, repr=False)
 
     def layer_names(self) -> list[str]:
         return [name for name, _ in self.model.named_modules() if name]
@@ -61,6 +63,34 @@ class Backbone:
             close = [n for n in names if text in n][:5] or names[:8]
             raise BackboneError(f"{self.name} has no layer {text!r}; e.g. {', '.join(close)}")
         return text
+
+    def probe(self, layers: list[str]) -> tuple[int, dict[str, int]]:
+        """The smallest square input side the forward pass to ``layers`` accepts (pooling and
+        kernels need a few pixels), and each layer's channel count. Found once per layer set by a
+        binary search of tiny forward passes, so a request can be refused before any work."""
+        key = tuple(sorted(layers))
+        if key not in self._probed:
+
+            def channels(side: int) -> dict[str, int] | None:
+                try:
+                    with torch.no_grad():
+                        acts = self.activations(torch.zeros(1, 3, side, side, device=self.device), list(key))
+                except RuntimeError:  # "Kernel size can't be greater than actual input size" and kin
+                    return None
+                return {name: int(act.shape[1]) for name, act in acts.items()}
+
+            low, high = 1, MAX_PROBE_SIDE
+            found = channels(high)
+            if found is None:
+                raise BackboneError(f"{self.name} cannot run {', '.join(key)} even at {high}×{high} pixels")
+            while low < high:
+                middle = (low + high) // 2
+                if channels(middle) is None:
+                    low = middle + 1
+                else:
+                    high = middle
+            self._probed[key] = (high, found)
+        return self._probed[key]
 
     def activations(self, image: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
         """Activations of ``layers`` for N×3×H×W RGB in [0, 1]."""

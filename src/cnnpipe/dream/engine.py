@@ -88,7 +88,27 @@ def validate(params: DreamParams, backbone: Backbone, height: int, width: int) -
         raise DreamError(f"tile_size must be >= 32, got {params.tile_size}")
     if not params.layers:
         raise DreamError(f"no layer chosen; {backbone.name} layers include {', '.join(backbone.layer_names()[:8])}, …")
-    return {backbone.resolve_layer(name): float(w) for name, w in params.layers.items()}
+    weights = {backbone.resolve_layer(name): float(w) for name, w in params.layers.items()}
+    need, channels = backbone.probe(list(weights))
+    sizes = pyramid_sizes(height, width, params.octaves, params.octave_scale)
+    smallest = min(min(tile_sides(size, params.tile_size)) for size in sizes)  # octave, or tile of one
+    if smallest < need:
+        raise DreamError(
+            f"image is {width}×{height}: {backbone.name} at {', '.join(weights)} needs at least {need} px on the "
+            f"short side of every octave (and tile), and with {params.octaves} octaves ×{params.octave_scale} the "
+            f"smallest is {smallest} px; send a larger image or ask for fewer octaves"
+        )
+    fewest = min(channels.values())
+    if any(not 0 <= c < fewest for c in params.channels):
+        raise DreamError(f"channels must be in 0..{fewest - 1} for {', '.join(weights)}, got {list(params.channels)}")
+    return weights
+
+
+def tile_sides(size: tuple[int, int], tile: int) -> tuple[int, int]:
+    """The tile height and width that cover ``size`` in as few tiles as ``tile`` allows, all
+    (nearly) equal, so no sliver of a few pixels is left at the edge for the network to choke on."""
+    height, width = size
+    return math.ceil(height / math.ceil(height / tile)), math.ceil(width / math.ceil(width / tile))
 
 
 def pyramid_sizes(height: int, width: int, octaves: int, scale: float) -> list[tuple[int, int]]:
@@ -127,15 +147,15 @@ def _gradient(
     """d(objective)/d(image), computed tile by tile when the image exceeds ``tile_size``."""
     _, _, h, w = image.shape
     grad = torch.zeros_like(image)
-    tile = p.tile_size
-    for top in range(0, h, tile):
-        for left in range(0, w, tile):
-            patch = image[:, :, top : top + tile, left : left + tile].detach().requires_grad_(True)
+    tile_h, tile_w = tile_sides((h, w), p.tile_size)
+    for top in range(0, h, tile_h):
+        for left in range(0, w, tile_w):
+            patch = image[:, :, top : top + tile_h, left : left + tile_w].detach().requires_grad_(True)
             with autocast(image.device, bf16):
                 acts = backbone.activations(patch, list(weights))
             loss = _objective(acts, weights, p.channels)
             (g,) = torch.autograd.grad(loss, patch)
-            grad[:, :, top : top + tile, left : left + tile] = g
+            grad[:, :, top : top + tile_h, left : left + tile_w] = g
     return grad
 
 
