@@ -7,9 +7,11 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,22 +33,57 @@ def server_env(models: Path, **extra: str) -> dict[str, str]:
     }
 
 
-@contextmanager
-def grpc_server(models: Path, *args: str, **env: str) -> Iterator[str]:
-    """``cnnpipe serve-grpc`` on a free port; yields "127.0.0.1:PORT"."""
+@dataclass
+class RunningServer:
+    """A server subprocess, its address and what it has printed so far (read by a thread, so a
+    chatty server never blocks on a full pipe)."""
+
+    proc: subprocess.Popen[str]
+    address: str
+    lines: list[str] = field(default_factory=list)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_grpc_server(models: Path, *args: str, **env: str) -> RunningServer:
+    """``cnnpipe serve-grpc`` on a free port (``--port 0``), once it says it listens."""
     command = [sys.executable, "-m", "cnnpipe.cli", "serve-grpc", "--models", str(models), "--port", "0", *args]
     proc = subprocess.Popen(
         command, env=server_env(models, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    try:
-        line = proc.stdout.readline()
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
         match = re.search(r"listening on (\S+)", line)
-        if not match:
-            raise RuntimeError(f"gRPC server did not start: {line}{proc.stdout.read()}")
-        yield match.group(1)
+        if match:
+            break
+    else:
+        proc.wait()
+        raise RuntimeError(f"gRPC server did not start:\n{''.join(lines)}")
+    server = RunningServer(proc, match.group(1), lines)
+    threading.Thread(target=lambda: server.lines.extend(proc.stdout or ()), daemon=True).start()
+    return server
+
+
+@contextmanager
+def grpc_server(models: Path, *args: str, **env: str) -> Iterator[str]:
+    """:func:`start_grpc_server` for the length of a ``with``; yields "127.0.0.1:PORT"."""
+    server = start_grpc_server(models, *args, **env)
+    try:
+        yield server.address
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        server.stop()
 
 
 @contextmanager

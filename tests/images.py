@@ -65,3 +65,9 @@ BAD = {
     "decompression bomb": (png_bomb(), "too_large", "pixels"),
     "over the pixel limit": (png_bomb(5000, 5000), "too_large", "the limit is"),
 }
+
+# Valid images that are awkward for a CNN: tiny, thin, huge aspect ratios.
+AWKWARD = {
+    f"{w}x{h}": encode(Image.fromarray(photo(h, w, seed=w + h)))
+    for w, h in ((1, 1), (2, 2), (8, 8), (1, 4000), (4000, 1), (3, 300), (17, 5))
+}

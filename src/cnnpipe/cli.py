@@ -11,7 +11,7 @@ from cnnpipe import __version__, paths
 from cnnpipe.data.sample import SAMPLE_SIZES, write_archives
 from cnnpipe.dream.backbones import DEFAULT_LAYER
 from cnnpipe.dream.presets import DEFAULT_PRESET, PRESETS
-from cnnpipe.errors import exit_on_user_error
+from cnnpipe.errors import CnnpipeError, exit_on_user_error
 
 
 def sample_data(args: argparse.Namespace) -> None:
@@ -61,13 +61,34 @@ def dream_command(args: argparse.Namespace) -> None:
 
 
 def serve_grpc_command(args: argparse.Namespace) -> None:
+    from cnnpipe.serve.auth import load_token
     from cnnpipe.serve.core import InferenceCore
-    from cnnpipe.serve.grpc_server import serve
+    from cnnpipe.serve.grpc_server import GrpcSettings, serve
     from cnnpipe.serve.limits import Limits
 
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise CnnpipeError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        raise CnnpipeError("--tls-client-ca needs --tls-cert and --tls-key")
+    tls = [Path(p) if p else None for p in (args.tls_cert, args.tls_key, args.tls_client_ca)]
+    for path in filter(None, tls):
+        if not path.is_file():
+            raise CnnpipeError(f"no such file {path}")
+    settings = GrpcSettings(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        max_message_bytes=args.max_message_mb * 1024 * 1024,
+        dream_slots=args.dream_slots,
+        grace_seconds=args.grace,
+        token=load_token(),
+        tls_cert=tls[0],
+        tls_key=tls[1],
+        tls_client_ca=tls[2],
+    )
     torch_threads(args.threads)
     core = InferenceCore(Path(args.models), threads=args.threads, limits=Limits.from_env())
-    serve(core, args.host, args.port, args.workers, args.max_message_mb * 1024 * 1024)
+    serve(core, settings)
 
 
 def torch_threads(threads: int) -> None:
@@ -138,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=8, help="concurrent RPCs")
     g.add_argument("--threads", type=int, default=0, help="ONNX Runtime / torch threads (0 = all cores)")
     g.add_argument("--max-message-mb", type=int, default=32, help="largest request accepted")
+    g.add_argument("--dream-slots", type=int, default=1, help="DeepDream streams at once (more: UNAVAILABLE)")
+    g.add_argument("--grace", type=float, default=5.0, help="seconds in-flight calls get on SIGTERM")
+    g.add_argument("--tls-cert", help="server certificate chain (PEM); with --tls-key, serve TLS")
+    g.add_argument("--tls-key", help="server private key (PEM)")
+    g.add_argument("--tls-client-ca", help="require client certificates signed by this CA (PEM)")
     g.set_defaults(func=serve_grpc_command)
     return parser
 

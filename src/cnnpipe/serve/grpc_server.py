@@ -1,18 +1,26 @@
 """gRPC server for the ``cnnpipe.v1.Inference`` service (``cnnpipe serve-grpc``).
 
 A thin adapter over :class:`cnnpipe.serve.core.InferenceCore`: every request error becomes the
-matching gRPC status (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE) with the core's message.
-Standard health checking and server reflection are registered so grpcurl-style tools work.
+matching gRPC status (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE) with the core's message,
+and anything unexpected becomes INTERNAL with the traceback in the log, never a hung call.
+Standard health checking and server reflection are registered so grpcurl-style tools work;
+optional bearer-token auth (:mod:`cnnpipe.serve.auth`) and TLS.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import queue
 import signal
 import threading
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from concurrent import futures
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -21,16 +29,74 @@ from grpc_reflection.v1alpha import reflection
 
 from cnnpipe.dream.engine import DreamCancelled, Progress
 from cnnpipe.dream.presets import DreamRequest
+from cnnpipe.serve.auth import REFUSAL, authorized
 from cnnpipe.serve.codec import RequestError
 from cnnpipe.serve.core import InferenceCore
 from cnnpipe.serve.v1 import inference_pb2 as pb
 from cnnpipe.serve.v1 import inference_pb2_grpc as pb_grpc
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inference"].full_name
+OPEN_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")  # never behind the token
+INTERNAL = "internal error; the server log has the details"
+log = logging.getLogger("cnnpipe.grpc")
+R = TypeVar("R")
 
 
-def _abort(context: grpc.ServicerContext, error: RequestError) -> None:
-    context.abort(getattr(grpc.StatusCode, error.grpc_code), str(error))
+@dataclass(frozen=True)
+class GrpcSettings:
+    """How ``cnnpipe serve-grpc`` listens and what it admits."""
+
+    host: str = "127.0.0.1"
+    port: int = 50051
+    workers: int = 8  # concurrent RPCs
+    max_message_bytes: int = 32 * 1024 * 1024
+    dream_slots: int = 1  # DeepDream streams at once; more answer UNAVAILABLE
+    dream_leak_seconds: float = 900.0  # a slot held longer than this is a leak: health NOT_SERVING
+    grace_seconds: float = 5.0  # SIGTERM: in-flight calls get this long, then are cancelled
+    token: str | None = None  # bearer token required for the Inference service; None = open
+    tls_cert: Path | None = None  # server certificate chain (PEM); with tls_key, TLS is on
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # when set, clients must present a certificate it signed
+
+
+def _status(error: RequestError) -> grpc.StatusCode:
+    return getattr(grpc.StatusCode, error.grpc_code)
+
+
+def request_id(context: grpc.ServicerContext) -> str:
+    """The client's ``x-request-id`` or a new one; sent back as trailing metadata, named in the log."""
+    given = dict(context.invocation_metadata()).get("x-request-id")
+    rid = given if isinstance(given, str) and given else uuid.uuid4().hex[:16]
+    context.set_trailing_metadata((("x-request-id", rid),))
+    return rid
+
+
+def _refuse(context: grpc.ServicerContext, rid: str, method: str, error: BaseException) -> None:
+    """End the call with the error's status: a client's mistake is one INFO line, anything else
+    is a bug and logged with its traceback (and the client learns nothing of the internals)."""
+    if isinstance(error, RequestError):
+        log.info("%s %s refused (%s): %s", rid, method, error.grpc_code, error)
+        context.abort(_status(error), str(error))
+    elif isinstance(error, DreamCancelled):
+        log.info("%s %s cancelled: %s", rid, method, error)
+        context.abort(grpc.StatusCode.CANCELLED, str(error))
+    log.error("%s %s failed", rid, method, exc_info=error)
+    context.abort(grpc.StatusCode.INTERNAL, INTERNAL)
+
+
+def _unary(method: Callable[..., R]) -> Callable[..., R]:
+    """Every outcome of a unary RPC ends as its status (see :func:`_refuse`)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> R:
+        rid = request_id(context)
+        try:
+            return method(self, request, context)
+        except Exception as error:
+            _refuse(context, rid, method.__name__, error)
+        raise AssertionError("context.abort raises")  # for type checkers
+
+    return wrapper
 
 
 def _float32(value: float) -> float:
@@ -58,16 +124,41 @@ def dream_request_of(message: pb.DeepDreamRequest) -> DreamRequest:
     )
 
 
-class InferenceServicer(pb_grpc.InferenceServicer):
-    def __init__(self, core: InferenceCore, max_concurrent_dreams: int = 1) -> None:
-        self.core = core
-        self.dream_slots = threading.BoundedSemaphore(max_concurrent_dreams)
+class DreamSlots:
+    """At most ``size`` DeepDreams at once, each slot held by the thread that runs the dream (so a
+    client that goes away cannot strand it), with the time each was taken, to spot a leak."""
 
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._held: dict[int, float] = {}
+        self._lock = threading.Lock()
+        self._next = 0
+
+    def take(self) -> int | None:
+        with self._lock:
+            if len(self._held) >= self.size:
+                return None
+            self._next += 1
+            self._held[self._next] = time.monotonic()
+            return self._next
+
+    def give_back(self, ticket: int) -> None:
+        with self._lock:
+            self._held.pop(ticket, None)
+
+    def oldest_seconds(self) -> float:
+        with self._lock:
+            return time.monotonic() - min(self._held.values()) if self._held else 0.0
+
+
+class InferenceServicer(pb_grpc.InferenceServicer):
+    def __init__(self, core: InferenceCore, dream_slots: int = 1) -> None:
+        self.core = core
+        self.dream_slots = DreamSlots(dream_slots)
+
+    @_unary
     def Classify(self, request: pb.ClassifyRequest, context: grpc.ServicerContext) -> pb.ClassifyResponse:
-        try:
-            result = self.core.classify([request.image], request.top_k or 5)[0]
-        except RequestError as error:
-            _abort(context, error)
+        result = self.core.classify([request.image], request.top_k or 5)[0]
         return pb.ClassifyResponse(
             label=result["label"],
             index=result["index"],
@@ -75,39 +166,42 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             model_version=result["model_version"],
         )
 
+    @_unary
     def SuperResolve(self, request: pb.SuperResolveRequest, context: grpc.ServicerContext) -> pb.SuperResolveResponse:
-        try:
-            png, width, height = self.core.super_resolve(request.image, request.scale)
-        except RequestError as error:
-            _abort(context, error)
+        png, width, height = self.core.super_resolve(request.image, request.scale)
         version = next(m.version for m in self.core.models if m.name == f"sr_x{request.scale}")
         return pb.SuperResolveResponse(png=png, width=width, height=height, model_version=version)
 
     def DeepDream(self, request: pb.DeepDreamRequest, context: grpc.ServicerContext) -> Iterator[pb.DeepDreamUpdate]:
-        if not self.dream_slots.acquire(blocking=False):
+        rid = request_id(context)
+        ticket = self.dream_slots.take()
+        if ticket is None:
+            log.info("%s DeepDream refused (UNAVAILABLE): all slots busy", rid)
             context.abort(grpc.StatusCode.UNAVAILABLE, "all DeepDream slots are busy; retry later")
-        try:
-            yield from self._dream(request, context)
-        finally:
-            self.dream_slots.release()
-
-    def _dream(self, request: pb.DeepDreamRequest, context: grpc.ServicerContext) -> Iterator[pb.DeepDreamUpdate]:
+            return
         updates: queue.Queue[Any] = queue.Queue()
         dream_request = dream_request_of(request)
 
         def on_progress(p: Progress) -> bool:
             updates.put(p)
-            return context.is_active()  # a cancelled call stops the dream at the next step
+            return context.is_active()  # a cancelled or timed-out call stops the dream at the next step
 
         def work() -> None:
             try:
                 updates.put(self.core.deepdream(request.image, dream_request, task=True, progress=on_progress))
-            except (RequestError, DreamCancelled) as error:
+            except BaseException as error:  # every outcome reaches the stream, which then ends
                 updates.put(error)
+            finally:
+                self.dream_slots.give_back(ticket)
 
-        threading.Thread(target=work, daemon=True).start()
+        threading.Thread(target=work, name="deepdream", daemon=True).start()
         while True:
-            item = updates.get()
+            try:
+                item = updates.get(timeout=0.5)
+            except queue.Empty:
+                if not context.is_active():  # client gone or server stopping: do not wait on the dream
+                    return
+                continue
             if isinstance(item, Progress):
                 yield pb.DeepDreamUpdate(
                     progress=pb.DeepDreamProgress(
@@ -118,14 +212,13 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                         fraction=item.fraction,
                     )
                 )
-            elif isinstance(item, RequestError):
-                _abort(context, item)
-            elif isinstance(item, DreamCancelled):
-                context.abort(grpc.StatusCode.CANCELLED, str(item))
-            else:
+            elif isinstance(item, bytes):
                 yield pb.DeepDreamUpdate(png=item)
                 return
+            else:
+                _refuse(context, rid, "DeepDream", item)
 
+    @_unary
     def GetMetadata(self, request: pb.GetMetadataRequest, context: grpc.ServicerContext) -> pb.Metadata:
         meta = self.core.metadata()
         return pb.Metadata(
@@ -139,36 +232,103 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         )
 
 
-def build_server(
-    core: InferenceCore, address: str, workers: int = 8, max_message_bytes: int = 32 * 1024 * 1024
-) -> tuple[grpc.Server, int]:
-    """A started-ready (not yet started) server bound to ``address``; returns it and the port."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers),
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", 4 * max_message_bytes),
-        ],
-    )
-    pb_grpc.add_InferenceServicer_to_server(InferenceServicer(core), server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot listen on {address}")
-    return server, port
+class TokenAuth(grpc.ServerInterceptor):
+    """UNAUTHENTICATED for calls to the Inference service without the bearer token."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None or details.method.startswith(OPEN_METHODS):
+            return handler
+        header = dict(details.invocation_metadata).get("authorization")
+        if authorized(header, self.token):
+            return handler
+
+        def deny(request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, REFUSAL)
+
+        kind = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.unary_unary_rpc_method_handler
+        return kind(deny, handler.request_deserializer, handler.response_serializer)
 
 
-def serve(core: InferenceCore, host: str, port: int, workers: int, max_message_bytes: int) -> None:
-    """Run until SIGINT/SIGTERM, then drain in-flight calls for up to 5 s."""
-    server, bound = build_server(core, f"{host}:{port}", workers, max_message_bytes)
+class Server:
+    """The gRPC server with its health service, leak watch and drain-on-stop."""
+
+    def __init__(self, core: InferenceCore, settings: GrpcSettings) -> None:
+        self.settings = settings
+        interceptors = [TokenAuth(settings.token)] if settings.token else []
+        self.grpc = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="grpc"),
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", 4 * settings.max_message_bytes),
+            ],
+        )
+        self.servicer = InferenceServicer(core, settings.dream_slots)
+        pb_grpc.add_InferenceServicer_to_server(self.servicer, self.grpc)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
+        address = f"{settings.host}:{settings.port}"
+        self.port = (
+            self.grpc.add_secure_port(address, self._credentials())
+            if settings.tls_cert
+            else (self.grpc.add_insecure_port(address))
+        )
+        if self.port == 0:
+            raise OSError(f"cannot listen on {address}")
+        self._stopped = threading.Event()
+
+    def _credentials(self) -> grpc.ServerCredentials:
+        s = self.settings
+        assert s.tls_cert is not None and s.tls_key is not None
+        ca = s.tls_client_ca.read_bytes() if s.tls_client_ca else None
+        return grpc.ssl_server_credentials(
+            [(s.tls_key.read_bytes(), s.tls_cert.read_bytes())],
+            root_certificates=ca,
+            require_client_auth=ca is not None,
+        )
+
+    def _set_health(self, status: int) -> None:
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+
+    def _watch_slots(self) -> None:
+        """A DeepDream slot held past ``dream_leak_seconds`` is capacity that never comes back:
+        say NOT_SERVING so orchestrators restart the process (it cannot happen by design; this is
+        the alarm if it does)."""
+        while not self._stopped.wait(1.0):
+            if self.servicer.dream_slots.oldest_seconds() > self.settings.dream_leak_seconds:
+                log.error(
+                    "a DeepDream slot has been held for over %.0f s: NOT_SERVING", self.settings.dream_leak_seconds
+                )
+                self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+                return
+
+    def start(self) -> None:
+        self.grpc.start()
+        threading.Thread(target=self._watch_slots, name="slot-watch", daemon=True).start()
+
+    def stop(self) -> None:
+        """NOT_SERVING at once, then ``grace_seconds`` for in-flight calls, then cancel the rest."""
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._stopped.set()
+        self.grpc.stop(grace=self.settings.grace_seconds).wait()
+
+
+def serve(core: InferenceCore, settings: GrpcSettings) -> None:
+    """Run until SIGINT/SIGTERM, then drain (see :meth:`Server.stop`) and return."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = Server(core, settings)
     server.start()
-    print(f"cnnpipe gRPC server listening on {host}:{bound}", flush=True)
+    scheme = "TLS" if settings.tls_cert else "plaintext"
+    print(f"cnnpipe gRPC server listening on {settings.host}:{server.port} ({scheme})", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    server.stop(grace=5).wait()
+    server.stop()
