@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 from cnnpipe import paths
+from cnnpipe.errors import CnnpipeError
+from cnnpipe.serve.auth import load_token
 from cnnpipe.serve.core import ModelsMissing, find_models
 from cnnpipe.serve.limits import Limits
 
@@ -22,8 +24,9 @@ TASK_QUEUE = int(os.environ.get("CNNPIPE_DREAM_QUEUE", "2"))  # DeepDream tasks 
 
 try:
     CLASSIFIER_PATH, _ = find_models(MODELS_DIR)
-except ModelsMissing as missing:
-    sys.exit(f"error: {missing}")
+    TOKEN = load_token()  # CNNPIPE_API_TOKEN or CNNPIPE_API_TOKEN_FILE; None = no auth
+except (ModelsMissing, CnnpipeError) as problem:
+    sys.exit(f"error: {problem}")
 
 
 def _input_size() -> int:

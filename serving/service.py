@@ -26,9 +26,16 @@ from cnnpipe.dream.presets import DreamRequest
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.serve.codec import RequestError
 from cnnpipe.serve.core import InferenceCore, classifier_input
-from serving.config import INPUT_SIZE, LIMITS, MODELS_DIR, TASK_QUEUE, THREADS
-from serving.middleware import TaskQueueLimit, UploadGuard
+from serving import logs
+from serving.config import INPUT_SIZE, LIMITS, MODELS_DIR, TASK_QUEUE, THREADS, TOKEN
+from serving.middleware import BearerAuth, ErrorBodies, TaskQueueLimit, UploadGuard
 from serving.progress_store import ProgressStore
+
+# DeepDream jobs by endpoint and outcome (succeeded, refused, cancelled, failed), beside BentoML's
+# request counts by endpoint and status code, on /metrics.
+DREAMS = bentoml.metrics.Counter(
+    name="cnnpipe_deepdream_jobs", documentation="DeepDream jobs by outcome", labelnames=["endpoint", "outcome"]
+)
 
 
 def http_error(error: RequestError) -> BentoMLException:
@@ -65,6 +72,7 @@ class Cnnpipe:
     """Classification, super-resolution and DeepDream from the pipeline's exported models."""
 
     def __init__(self) -> None:
+        logs.install()  # here, in the worker, after BentoML has configured its logging
         if THREADS > 0:
             import torch
 
@@ -94,12 +102,20 @@ class Cnnpipe:
             if task_id is not None:
                 progress_store.update(task_id, octave=p.octave, step=p.step, fraction=p.fraction)
 
+        endpoint = "deepdream_task" if task else "deepdream"
+        outcome = "failed"
         try:
-            return _png(self.core.deepdream(image.read_bytes(), request, task=task, progress=progress))
+            png = self.core.deepdream(image.read_bytes(), request, task=task, progress=progress)
+            outcome = "succeeded"
+            return _png(png)
         except RequestError as error:
+            outcome = "refused"
             raise http_error(error) from None
         except CnnpipeError as error:  # e.g. the dream backbone cannot load: the request cannot be served
+            outcome = "refused"
             raise BentoMLException(str(error), error_code=HTTPStatus.UNPROCESSABLE_ENTITY) from None
+        finally:
+            DREAMS.labels(endpoint=endpoint, outcome=outcome).inc()
 
     @bentoml.api
     def deepdream(
@@ -178,5 +194,8 @@ class Cnnpipe:
         return {"bytes": image.stat().st_size}
 
 
-Cnnpipe.add_asgi_middleware(TaskQueueLimit, limit=TASK_QUEUE)
+# Outermost first (see serving/middleware.py).
+Cnnpipe.add_asgi_middleware(ErrorBodies)
+Cnnpipe.add_asgi_middleware(BearerAuth, token=TOKEN)
 Cnnpipe.add_asgi_middleware(UploadGuard, max_upload_bytes=LIMITS.max_upload_bytes)
+Cnnpipe.add_asgi_middleware(TaskQueueLimit, limit=TASK_QUEUE)
