@@ -23,7 +23,8 @@ THREADS = int(os.environ.get("CNNPIPE_THREADS", str(max(1, (os.cpu_count() or 2)
 TASK_QUEUE = int(os.environ.get("CNNPIPE_DREAM_QUEUE", "2"))  # DeepDream tasks admitted at once
 
 try:
-    CLASSIFIER_PATH, _ = find_models(MODELS_DIR)
+    CLASSIFIER_PATH, SR_PATHS = find_models(MODELS_DIR)
+    SCALES = sorted(int(p.stem.removeprefix("sr_x")) for p in SR_PATHS)
     TOKEN = load_token()  # CNNPIPE_API_TOKEN or CNNPIPE_API_TOKEN_FILE; None = no auth
 except (ModelsMissing, CnnpipeError) as problem:
     sys.exit(f"error: {problem}")

@@ -7,6 +7,7 @@
 - :class:`UploadGuard`: what BentoML would answer with a 500 (oversized bodies, a file outside
   ``image``), and ``image`` sent as anything but a multipart file, which BentoML would read as a
   path on the server; ``GET /metadata`` as an alias of the POST;
+- :class:`Precheck`: a task's request checked by a twin endpoint before it is queued;
 - :class:`TaskQueueLimit`: the DeepDream task queue bound (429 with ``Retry-After``).
 """
 
@@ -16,12 +17,15 @@ import json
 import re
 from typing import Any
 
+from _bentoml_impl.tasks.result import ResultStatus
 from starlette.responses import JSONResponse
 
 from cnnpipe.serve.auth import REFUSAL, authorized
 
 Scope = dict[str, Any]
-IMAGE_ENDPOINTS = ("/classify", "/super_resolve", "/deepdream", "/deepdream_task/submit", "/noop")
+TASK_STATES = list(ResultStatus)
+IMAGE_ENDPOINTS = ("/classify", "/super_resolve", "/deepdream", "/deepdream_check", "/deepdream_task/submit", "/noop")
+IMAGE_ENDPOINTS += ("/deepdream_task",)  # BentoML also serves a task's function synchronously here
 OPEN_PATHS = ("/livez", "/readyz", "/metrics", "/docs.json", "/")  # health, metrics and the API docs
 ERROR_SCHEMA = {
     "type": "object",
@@ -55,23 +59,70 @@ def _one_line(body: Any) -> str:
 
 def openapi_with_errors(spec: dict[str, Any]) -> dict[str, Any]:
     """The OpenAPI document with the error responses the service really gives."""
+    _openapi30_bounds(spec)
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for name in ("InvalidArgument", "NotFound", "InternalServerError"):
         schemas.pop(name, None)
     schemas["Error"] = ERROR_SCHEMA
+    if "TaskStatusResponse" in schemas:  # BentoML's says more than its answers hold
+        schemas["TaskStatusResponse"]["required"] = ["task_id", "status"]
+        schemas["TaskStatusResponse"]["properties"]["status"]["enum"] = [s.value for s in TASK_STATES]
     ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    metadata = spec.get("paths", {}).get("/metadata", {})
+    if "post" in metadata:  # GET /metadata is the same as the POST (UploadGuard)
+        get = {k: v for k, v in metadata["post"].items() if k != "requestBody"}
+        metadata["get"] = {**get, "operationId": f"{get.get('operationId', 'metadata')}_get"}
     for path, operations in spec.get("paths", {}).items():
         for operation in operations.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
+            _body_as_sent(operation.get("requestBody"), schemas)
             responses = operation["responses"]
             for code in [c for c in responses if c.startswith(("4", "5"))]:
                 del responses[code]
             for code, description in ERROR_STATUSES.items():
-                if code == "429" and not path.endswith("/submit"):
+                if code == "429" and path not in ("/deepdream_task/submit", "/deepdream_task"):
                     continue
                 responses[code] = {"description": description, "content": ref}
+            if path.startswith("/deepdream_task/") and not path.endswith("/submit"):
+                responses["404"] = {"description": "No task with this task_id", "content": ref}
     return spec
+
+
+def _openapi30_bounds(node: Any) -> None:
+    """Pydantic writes JSON Schema 2020 bounds (``exclusiveMinimum: 0``); BentoML's document is
+    OpenAPI 3.0, where that is ``minimum: 0, exclusiveMinimum: true``."""
+    if isinstance(node, dict):
+        for bound, edge in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            value = node.get(bound)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                node[edge], node[bound] = value, True
+        for child in node.values():
+            _openapi30_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _openapi30_bounds(child)
+
+
+def _body_as_sent(body: dict[str, Any] | None, schemas: dict[str, Any]) -> None:
+    """A body whose schema has required fields is itself required, and multipart array fields
+    travel as JSON text (``-F 'layers=["features.3"]'``), which is how the service reads them."""
+    if not body:
+        return
+    for media, content in body.get("content", {}).items():
+        schema = content.get("schema", {})
+        if "$ref" in schema:
+            schema = schemas.get(schema["$ref"].rsplit("/", 1)[-1], {})
+        if schema.get("required"):
+            body["required"] = True
+        if media != "multipart/form-data":
+            continue
+        for field, spec in schema.get("properties", {}).items():
+            text = json.dumps(spec)
+            if "binary" in text and spec.get("type") == "array":  # several files in one field: at least one
+                spec["minItems"] = 1
+            elif "array" in text:
+                content.setdefault("encoding", {})[field] = {"contentType": "application/json"}
 
 
 class ErrorBodies:
@@ -140,8 +191,13 @@ class UploadGuard:
         return JSONResponse({"error": f"request body is {size} bytes; the limit is {self.max_upload_bytes}"}, 413)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == "/metadata":
-            return await self.app({**scope, "method": "POST"}, _body(b"{}"), send)
+        if scope["type"] == "http" and scope["path"] == "/metadata" and scope["method"] != "POST":
+            if scope["method"] != "GET":
+                return await JSONResponse({"error": "use GET or POST"}, 405, {"Allow": "GET, POST"})(
+                    scope, receive, send
+                )
+            json_body = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+            return await self.app({**scope, "method": "POST", "headers": json_body}, _body(b"{}"), send)
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers", []))
@@ -191,8 +247,12 @@ def _multipart_problem(content_type: bytes, body: bytes) -> str | None:
     if not boundary:
         return "multipart/form-data without a boundary"
     for part in body.split(b"--" + boundary.group(1))[1:-1]:
+        if b"\r\n\r\n" not in part:
+            return "a multipart part without headers"
         head = part[: part.find(b"\r\n\r\n")].lower()
         name = _PART_NAME.search(head)
+        if name is None:
+            return "a multipart part without a name (Content-Disposition: form-data; name=...)"
         is_file = b"filename=" in head
         if is_file and (name is None or name.group(1) != b"image"):
             field = name.group(1).decode(errors="replace") if name else "?"
@@ -202,18 +262,53 @@ def _multipart_problem(content_type: bytes, body: bytes) -> str | None:
     return None
 
 
-class TaskQueueLimit:
-    """At most ``limit`` DeepDream tasks admitted (running or waiting); more → 429.
+class Precheck:
+    """Runs a request through a checking endpoint first (``routes``: path → checking path) and
+    passes it on only if the check says 2xx: a task is refused at submission, with the same 4xx
+    its run would end in, instead of being queued to fail."""
 
-    A ``/submit`` call's ASGI cycle lasts until its background task ends, so counting them counts
-    the tasks held in memory.
-    """
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit, self.admitted = app, limit, 0
+    def __init__(self, app: Any, routes: dict[str, str]) -> None:
+        self.app, self.routes = app, routes
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].endswith("/submit"):
+        check = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if check is None:
+            return await self.app(scope, receive, send)
+        body = await _read_all(receive)
+        answer: list[dict[str, Any]] = []
+
+        async def keep(message: dict[str, Any]) -> None:
+            answer.append(message)
+
+        await self.app({**scope, "path": check, "raw_path": check.encode()}, _body(body), keep)
+        if answer and answer[0]["type"] == "http.response.start" and answer[0]["status"] >= 300:
+            for message in answer:
+                await send(message)
+            return None
+        return await self.app(scope, _body(body), send)
+
+
+async def _read_all(receive: Any) -> bytes:
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+class TaskQueueLimit:
+    """At most ``limit`` DeepDream tasks admitted (running or waiting) across ``paths``; more → 429.
+
+    A ``/submit`` call's ASGI cycle lasts until its background task ends (and a synchronous call's
+    until it answers), so counting them counts the tasks held in memory.
+    """
+
+    def __init__(self, app: Any, limit: int, paths: tuple[str, ...]) -> None:
+        self.app, self.limit, self.paths, self.admitted = app, limit, paths, 0
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
             return await self.app(scope, receive, send)
         if self.admitted >= self.limit:
             message = f"DeepDream queue is full ({self.limit} tasks); retry later"

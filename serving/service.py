@@ -10,25 +10,27 @@ bad requests get 400/413/422 with ``[{"error": "<message>"}]``, never a 500. Set
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from http import HTTPStatus
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import bentoml
 import numpy as np
 from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from starlette.responses import Response
 
 from cnnpipe.dream.engine import Progress
-from cnnpipe.dream.presets import DreamRequest
+from cnnpipe.dream.presets import PRESETS, DreamRequest
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.serve.codec import RequestError
 from cnnpipe.serve.core import InferenceCore, classifier_input
 from serving import logs
-from serving.config import INPUT_SIZE, LIMITS, MODELS_DIR, TASK_QUEUE, THREADS, TOKEN
-from serving.middleware import BearerAuth, ErrorBodies, TaskQueueLimit, UploadGuard
+from serving.config import INPUT_SIZE, LIMITS, MODELS_DIR, SCALES, TASK_QUEUE, THREADS, TOKEN
+from serving.middleware import BearerAuth, ErrorBodies, Precheck, TaskQueueLimit, UploadGuard
 from serving.progress_store import ProgressStore
 
 # DeepDream jobs by endpoint and outcome (succeeded, refused, cancelled, failed), beside BentoML's
@@ -57,6 +59,45 @@ ClassifierUpload = Annotated[Path, AfterValidator(_classifier_input)]
 PNG = Annotated[Path, ContentType("image/png")]
 
 progress_store = ProgressStore()
+PLAN_FIELDS = ("layers", "channels", "octaves", "octave_scale", "steps", "lr", "jitter", "smoothing", "seed")
+
+
+def _given(value: Any) -> Any:
+    """An empty form field (or JSON ``null`` as text) is a field not given."""
+    return None if value in ("", "null") else value
+
+
+def _layer_list(value: Any) -> Any:
+    """``layers`` as JSON text (``'["features.3", "features.4:0.5"]'``) or one bare name."""
+    value = _given(value)
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return [value]
+    return value
+
+
+Given = BeforeValidator(_given)
+Scale = Literal[tuple(SCALES)]  # type: ignore[valid-type]  # the exported ones
+DEFAULT_SCALE = 3 if 3 in SCALES else SCALES[0]
+PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]  # the names of cnnpipe.dream.presets
+
+
+class DreamFields(BaseModel):
+    """The DeepDream form: the image file and what to dream (None = the preset's value)."""
+
+    image: Path
+    preset: Annotated[PresetName | None, Given] = None
+    layers: Annotated[list[str] | None, BeforeValidator(_layer_list)] = None
+    # The ranges of cnnpipe.dream.engine.validate, declared so the OpenAPI document states them
+    # (the engine still checks; a test sends each bound through both).
+    octaves: Annotated[int | None, Field(ge=1), Given] = None
+    octave_scale: Annotated[float | None, Field(gt=1, le=4), Given] = None
+    steps: Annotated[int | None, Field(ge=1), Given] = None
+    lr: Annotated[float | None, Field(gt=0, le=1), Given] = None
+    jitter: Annotated[int | None, Field(ge=0), Given] = None
+    seed: Annotated[int | None, Given] = None
 
 
 def _png(png: bytes) -> Response:
@@ -89,7 +130,7 @@ class Cnnpipe:
         return self.core.classify_arrays(np.stack(image), top_k=5)  # type: ignore[arg-type]
 
     @bentoml.api
-    def super_resolve(self, image: Path, scale: int = 3) -> PNG:
+    def super_resolve(self, image: Path, scale: Scale = DEFAULT_SCALE) -> PNG:  # type: ignore[valid-type]
         """Upscale by one of the exported scales (see /metadata). Returns PNG; RGBA and greyscale kept."""
         try:
             png, _, _ = self.core.super_resolve(image.read_bytes(), scale)
@@ -117,63 +158,32 @@ class Cnnpipe:
         finally:
             DREAMS.labels(endpoint=endpoint, outcome=outcome).inc()
 
-    @bentoml.api
-    def deepdream(
-        self,
-        image: Path,
-        preset: str | None = None,
-        layers: list[str] | None = None,
-        octaves: int | None = None,
-        octave_scale: float | None = None,
-        steps: int | None = None,
-        lr: float | None = None,
-        jitter: int | None = None,
-        seed: int | None = None,
-    ) -> PNG:
+    @bentoml.api(input_spec=DreamFields)
+    def deepdream(self, **fields: Any) -> PNG:
         """Synchronous DeepDream with tight limits (see /metadata limits.dream_sync_*). PNG out.
 
         Fields left out take the preset's values (``quick`` unless ``preset`` names another; /metadata lists them)."""
-        request = DreamRequest(
-            preset=preset,
-            layers=layers,
-            octaves=octaves,
-            octave_scale=octave_scale,
-            steps=steps,
-            lr=lr,
-            jitter=jitter,
-            seed=seed,
-        )
-        return self._dream(image, request, task=False)  # type: ignore[return-value]
+        return self._dream(fields.pop("image"), DreamRequest.of(fields), task=False)  # type: ignore[return-value]
 
-    @bentoml.task
-    def deepdream_task(
-        self,
-        image: Path,
-        ctx: bentoml.Context,
-        preset: str | None = None,
-        layers: list[str] | None = None,
-        octaves: int | None = None,
-        octave_scale: float | None = None,
-        steps: int | None = None,
-        lr: float | None = None,
-        jitter: int | None = None,
-        seed: int | None = None,
-    ) -> PNG:
-        """DeepDream as a task for larger jobs: POST /deepdream_task/submit → task_id; poll
+    @bentoml.api(input_spec=DreamFields)
+    def deepdream_check(self, **fields: Any) -> dict:
+        """What a DeepDream task with these fields would run (the resolved settings), or the 4xx it
+        would get, without running it: /deepdream_task/submit checks this way before queueing."""
+        try:
+            image, params = self.core.dream_plan(fields.pop("image").read_bytes(), DreamRequest.of(fields), task=True)
+        except RequestError as error:
+            raise http_error(error) from None
+        settings = dataclasses.asdict(params)
+        return {"width": image.width, "height": image.height, **{k: settings[k] for k in PLAN_FIELDS}}
+
+    @bentoml.task(input_spec=DreamFields)
+    def deepdream_task(self, ctx: bentoml.Context, **fields: Any) -> PNG:
+        """DeepDream as a task for larger jobs: POST /deepdream_task/submit → task_id (checked
+        first, as /deepdream_check, so a bad request is refused at once); poll
         /deepdream_task/status and /deepdream_progress; GET /deepdream_task/get → PNG."""
         task_id = getattr(ctx.request.state, "task_id", None)
-        request = DreamRequest(
-            preset=preset,
-            layers=layers,
-            octaves=octaves,
-            octave_scale=octave_scale,
-            steps=steps,
-            lr=lr,
-            jitter=jitter,
-            seed=seed,
-        )
         try:
-            return self._dream(image, request, task=True, task_id=task_id)  # type: ignore[return-value]
+            return self._dream(fields.pop("image"), DreamRequest.of(fields), task=True, task_id=task_id)  # type: ignore[return-value]
         finally:
             if task_id is not None:
                 progress_store.update(task_id, done=True)
@@ -198,4 +208,6 @@ class Cnnpipe:
 Cnnpipe.add_asgi_middleware(ErrorBodies)
 Cnnpipe.add_asgi_middleware(BearerAuth, token=TOKEN)
 Cnnpipe.add_asgi_middleware(UploadGuard, max_upload_bytes=LIMITS.max_upload_bytes)
-Cnnpipe.add_asgi_middleware(TaskQueueLimit, limit=TASK_QUEUE)
+TASK_ROUTES = ("/deepdream_task/submit", "/deepdream_task")
+Cnnpipe.add_asgi_middleware(Precheck, routes=dict.fromkeys(TASK_ROUTES, "/deepdream_check"))
+Cnnpipe.add_asgi_middleware(TaskQueueLimit, limit=TASK_QUEUE, paths=TASK_ROUTES)

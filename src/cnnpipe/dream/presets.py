@@ -46,8 +46,10 @@ class DreamRequest:
 
     @classmethod
     def of(cls, source: object) -> DreamRequest:
-        """The request held by any object with (some of) these attribute names: parsed CLI
-        arguments, the gallery's params. Missing attributes are None."""
+        """The request held by any object with (some of) these attribute or key names: parsed CLI
+        arguments, the gallery's params, an HTTP form. Missing ones are None."""
+        if isinstance(source, Mapping):
+            return cls(**{f.name: source.get(f.name) for f in dataclasses.fields(cls)})
         return cls(**{f.name: getattr(source, f.name, None) for f in dataclasses.fields(cls)})
 
 

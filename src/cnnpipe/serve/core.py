@@ -18,7 +18,7 @@ import torch
 from cnnpipe import __version__, paths
 from cnnpipe.data.images import center_square, encode_png
 from cnnpipe.dream.backbones import DEFAULT_LAYER, Backbone, BackboneError, load_backbone
-from cnnpipe.dream.engine import DreamError, DreamParams, ProgressCallback, dream
+from cnnpipe.dream.engine import DreamError, DreamParams, ProgressCallback, dream, validate
 from cnnpipe.dream.presets import PRESETS, DreamRequest, dream_params
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.models.onnx_runtime import ort_session, read_metadata
@@ -185,17 +185,28 @@ class InferenceCore:
             )
         return self._backbone
 
-    def deepdream(
-        self, data: bytes, request: DreamRequest, task: bool = False, progress: ProgressCallback | None = None
-    ) -> bytes:
-        """Upload + :class:`DreamRequest` → PNG. ``task`` selects the larger limits of the task endpoint."""
+    def dream_plan(self, data: bytes, request: DreamRequest, task: bool = False) -> tuple[DecodedImage, DreamParams]:
+        """Everything checked, nothing run: the decoded upload and the :class:`DreamParams` the
+        request resolves to, or the :class:`RequestError` that :meth:`deepdream` would raise.
+        ``task`` selects the larger limits of the task endpoint."""
         max_pixels = self.limits.dream_task_max_pixels if task else self.limits.dream_sync_max_pixels
         max_steps = self.limits.dream_task_max_steps if task else self.limits.dream_sync_max_steps
         image = self.decode(data, max_pixels=max_pixels)
         try:
             params = dream_params(request, self.dream_backbone_name, max_pixels=max_pixels, max_total_steps=max_steps)
-            out = dream(image.rgb, self.backbone(), params, progress=progress)
+            validate(params, self.backbone(), image.height, image.width)
         except (DreamError, BackboneError) as exc:
+            raise RequestError("unprocessable", str(exc)) from None
+        return image, params
+
+    def deepdream(
+        self, data: bytes, request: DreamRequest, task: bool = False, progress: ProgressCallback | None = None
+    ) -> bytes:
+        """Upload + :class:`DreamRequest` → PNG (see :meth:`dream_plan`)."""
+        image, params = self.dream_plan(data, request, task)
+        try:
+            out = dream(image.rgb, self.backbone(), params, progress=progress)
+        except DreamError as exc:
             raise RequestError("unprocessable", str(exc)) from None
         return encode_png(out, image.alpha)
 
