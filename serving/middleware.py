@@ -280,7 +280,10 @@ class Precheck:
         async def keep(message: dict[str, Any]) -> None:
             answer.append(message)
 
-        await self.app({**scope, "path": check, "raw_path": check.encode()}, _body(body), keep)
+        # A request of its own: the framework keeps per-request state (its upload temp folder among
+        # it) in scope["state"], and the check's clean-up must not delete the real request's upload.
+        check_scope = {**scope, "path": check, "raw_path": check.encode(), "state": dict(scope.get("state", {}))}
+        await self.app(check_scope, _body(body), keep)
         if answer and answer[0]["type"] == "http.response.start" and answer[0]["status"] >= 300:
             for message in answer:
                 await send(message)

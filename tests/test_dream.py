@@ -220,3 +220,20 @@ def test_tiles_leave_no_sliver_at_the_edge(backbone) -> None:
 def test_channels_beyond_the_layer_are_refused(backbone) -> None:
     with pytest.raises(DreamError, match=r"channels must be in 0\.\.\d+ for features\.3, got \[999\]"):
         dream(_image(), backbone, DreamParams(layers={"features.3": 1.0}, channels=(999,), octaves=1, steps=1))
+
+
+def test_threads_dreaming_on_one_backbone_do_not_mix_activations(backbone) -> None:
+    """A server runs requests in threads on one backbone; each dream must see only its own layers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [("features.3", 0), ("features.6", 1), ("features.4", 2), ("features.8", 3)]
+
+    def run(job: tuple[str, int]) -> np.ndarray:
+        layer, seed = job
+        return dream(_image(seed=seed), backbone, DreamParams(layers={layer: 1.0}, octaves=1, steps=3, bf16=False))
+
+    alone = [run(job) for job in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(run, jobs * 3))
+    for i, out in enumerate(together):
+        assert np.array_equal(out, alone[i % len(jobs)])

@@ -7,6 +7,7 @@ has run (so dreaming at ``features.26`` of VGG19 never computes the classifier h
 
 from __future__ import annotations
 
+import threading
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,9 @@ class Backbone:
     std: torch.Tensor
     device: torch.device
     _probed: dict[tuple[str, ...], tuple[int, dict[str, int]]] = field(default_factory=dict, repr=False)
+    # Forward hooks live on the shared model: two threads dreaming at once (a server's requests)
+    # would catch each other's activations, so one forward pass with hooks runs at a time.
+    _hooks: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def layer_names(self) -> list[str]:
         return [name for name, _ in self.model.named_modules() if name]
@@ -105,15 +109,16 @@ class Backbone:
 
             return fn
 
-        handles = [self.model.get_submodule(name).register_forward_hook(hook(name)) for name in wanted]
-        try:
-            x = ((image - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
-            self.model(x)
-        except _Stop:
-            pass
-        finally:
-            for handle in handles:
-                handle.remove()
+        x = ((image - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        with self._hooks:
+            handles = [self.model.get_submodule(name).register_forward_hook(hook(name)) for name in wanted]
+            try:
+                self.model(x)
+            except _Stop:
+                pass
+            finally:
+                for handle in handles:
+                    handle.remove()
         return captured
 
 
