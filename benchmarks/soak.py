@@ -105,7 +105,7 @@ def run_soak(models: Path, seconds: float, warmup: float = 10.0, window: float =
     grpc_server = start_grpc_server(models, "--threads", "1", "--dream-slots", "2", **env)
     try:
         with bentoml_server(models, **env) as base:
-            http_pid = _listener_pid(base)
+            http_pid = listener_pid(base)
             stub = pb_grpc.InferenceStub(grpc.insecure_channel(grpc_server.address))
             started = time.monotonic()
             stop = started + seconds
@@ -190,7 +190,7 @@ def run_soak(models: Path, seconds: float, warmup: float = 10.0, window: float =
     return report
 
 
-def _listener_pid(base: str) -> int:
+def listener_pid(base: str) -> int:
     """The `bentoml serve` process listening on ``base``'s port (its workers are its children)."""
     port = int(base.rsplit(":", 1)[1])
     inodes = {
@@ -222,6 +222,10 @@ def main() -> None:
     last = report.p99(args.seconds - args.window, args.seconds)
     start_mb, peak_mb, growth = report.memory_growth()
     print(f"server errors {report.server_errors}, hangs {report.hangs}")
+    minutes = {}
+    for t, mb in report.memory:
+        minutes.setdefault(int(t // 60), []).append(mb)
+    print("memory by minute (MB, max):", " ".join(f"{m}:{max(v):.0f}" for m, v in sorted(minutes.items())))
     print(f"memory after warm-up {start_mb:.0f} MB, peak {peak_mb:.0f} MB, growth {growth:+.1%} (target < 10 %)")
     print(
         f"classify p99 first window {first * 1000:.1f} ms, last {last * 1000:.1f} ms, ratio {last / first:.2f} (≤ 1.5)"

@@ -4,11 +4,12 @@
   document declares, whoever produced it (BentoML's validation, our checks, the framework);
   the document itself is rewritten to say so;
 - :class:`BearerAuth`: the optional token (:mod:`cnnpipe.serve.auth`);
+- :class:`TaskQueueLimit`: the DeepDream task queue bound (429 with ``Retry-After``), before any
+  body is read, so a flood of submissions costs no memory;
 - :class:`UploadGuard`: what BentoML would answer with a 500 (oversized bodies, a file outside
   ``image``), and ``image`` sent as anything but a multipart file, which BentoML would read as a
   path on the server; ``GET /metadata`` as an alias of the POST;
-- :class:`Precheck`: a task's request checked by a twin endpoint before it is queued;
-- :class:`TaskQueueLimit`: the DeepDream task queue bound (429 with ``Retry-After``).
+- :class:`Precheck`: a task's request checked by a twin endpoint before it is queued.
 """
 
 from __future__ import annotations

@@ -205,9 +205,9 @@ class Cnnpipe:
 
 
 # Outermost first (see serving/middleware.py).
+TASK_ROUTES = ("/deepdream_task/submit", "/deepdream_task")
 Cnnpipe.add_asgi_middleware(ErrorBodies)
 Cnnpipe.add_asgi_middleware(BearerAuth, token=TOKEN)
+Cnnpipe.add_asgi_middleware(TaskQueueLimit, limit=TASK_QUEUE, paths=TASK_ROUTES)  # before any body is read
 Cnnpipe.add_asgi_middleware(UploadGuard, max_upload_bytes=LIMITS.max_upload_bytes)
-TASK_ROUTES = ("/deepdream_task/submit", "/deepdream_task")
 Cnnpipe.add_asgi_middleware(Precheck, routes=dict.fromkeys(TASK_ROUTES, "/deepdream_check"))
-Cnnpipe.add_asgi_middleware(TaskQueueLimit, limit=TASK_QUEUE, paths=TASK_ROUTES)

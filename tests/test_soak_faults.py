@@ -16,7 +16,7 @@ import grpc
 import httpx
 import pytest
 
-from benchmarks.soak import GOOD, _listener_pid, png, run_soak
+from benchmarks.soak import GOOD, listener_pid, png, run_soak
 from cnnpipe.serve.v1 import inference_pb2 as pb
 from cnnpipe.serve.v1 import inference_pb2_grpc as pb_grpc
 from serving.launch import bentoml_server, grpc_server
@@ -51,7 +51,7 @@ def _children(pid: int) -> list[int]:
 
 def test_a_worker_killed_mid_request_fails_that_request_and_comes_back(served_models: Path) -> None:
     with bentoml_server(served_models, CNNPIPE_THREADS="1", CNNPIPE_DREAM_SYNC_MAX_STEPS="3000") as base:
-        (worker,) = _children(_listener_pid(base))
+        (worker,) = _children(listener_pid(base))
         answer: dict[str, object] = {}
 
         def dream() -> None:
