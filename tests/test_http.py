@@ -216,6 +216,7 @@ def test_bentoml_build_packages_service_library_and_models(served_models, tmp_pa
     packaged = {p.name for p in (bento / "models").iterdir()}
     assert packaged == {"classifier.onnx", "classifier.pt", "sr_x2.onnx", "sr_x3.onnx"}
     assert (bento / "serving" / "service.py").is_file() and (bento / "cnnpipe" / "serve" / "core.py").is_file()
+    assert not (bento / "serving" / "launch.py").exists()  # test tooling stays out of the Bento
 
     home = {"BENTOML_HOME": env["BENTOML_HOME"], "PATH": env["PATH"]}
     with bentoml_server(served_models, target=tag, cwd=tmp_path, models_env=False, **home) as url:

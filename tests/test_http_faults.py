@@ -80,6 +80,7 @@ def test_a_flood_of_dream_tasks_is_bounded_and_every_admitted_one_finishes(serve
     server = bentoml_server(served_models, CNNPIPE_THREADS="1", CNNPIPE_DREAM_QUEUE="2")
     with server as base, httpx.Client(base_url=base, timeout=120) as http, ThreadPoolExecutor(64) as pool:
         submit = lambda _: http.post("/deepdream_task/submit", files=_files(image), data={"steps": "20"})  # noqa: E731
+        http.post("/deepdream", files=_files(image), data={"steps": "1", "octaves": "1"})  # load the backbone first
         before = rss_mb(listener_pid(base))
         answers = list(pool.map(submit, range(64)))
         assert rss_mb(listener_pid(base)) - before < 64, "the refused uploads were held in memory"
