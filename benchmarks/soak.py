@@ -72,7 +72,8 @@ class Report:
     warmup: float
     outcomes: Counter = field(default_factory=Counter)  # (protocol, kind, outcome) → count
     classify_latency: list[tuple[float, float]] = field(default_factory=list)  # (time since start, seconds)
-    memory: list[tuple[float, float]] = field(default_factory=list)  # (time since start, MB)
+    memory: list[tuple[float, float]] = field(default_factory=list)  # (time since start, MB of both servers)
+    memory_by_server: list[tuple[float, float, float]] = field(default_factory=list)  # (time, HTTP MB, gRPC MB)
 
     @property
     def server_errors(self) -> int:
@@ -173,9 +174,10 @@ def run_soak(models: Path, seconds: float, warmup: float = 10.0, window: float =
 
             def sample_memory() -> None:
                 while time.monotonic() < stop:
-                    mb = rss_mb(http_pid) + rss_mb(grpc_server.proc.pid)
+                    http_mb, grpc_mb = rss_mb(http_pid), rss_mb(grpc_server.proc.pid)
                     with lock:
-                        report.memory.append((time.monotonic() - started, mb))
+                        report.memory.append((time.monotonic() - started, http_mb + grpc_mb))
+                        report.memory_by_server.append((time.monotonic() - started, http_mb, grpc_mb))
                     time.sleep(2)
 
             with httpx.Client(base_url=base) as http:
@@ -226,6 +228,8 @@ def main() -> None:
     for t, mb in report.memory:
         minutes.setdefault(int(t // 60), []).append(mb)
     print("memory by minute (MB, max):", " ".join(f"{m}:{max(v):.0f}" for m, v in sorted(minutes.items())))
+    start, end = report.memory_by_server[0], report.memory_by_server[-1]
+    print(f"HTTP server {start[1]:.0f} → {end[1]:.0f} MB, gRPC server {start[2]:.0f} → {end[2]:.0f} MB")
     print(f"memory after warm-up {start_mb:.0f} MB, peak {peak_mb:.0f} MB, growth {growth:+.1%} (target < 10 %)")
     print(
         f"classify p99 first window {first * 1000:.1f} ms, last {last * 1000:.1f} ms, ratio {last / first:.2f} (≤ 1.5)"

@@ -15,6 +15,9 @@ from cnnpipe.errors import CnnpipeError
 from cnnpipe.serve.auth import load_token
 from cnnpipe.serve.core import ModelsMissing, find_models
 from cnnpipe.serve.limits import Limits
+from cnnpipe.serve.memory import limit_malloc_arenas
+
+limit_malloc_arenas()  # in the worker, before its request threads exist (see cnnpipe.serve.memory)
 
 MODELS_DIR = Path(os.environ.get("CNNPIPE_MODELS_DIR", str(paths.MODELS))).resolve()
 LIMITS = Limits.from_env()

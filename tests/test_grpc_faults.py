@@ -279,3 +279,13 @@ def test_tls_round_trip_with_client_certificates(served_models: Path, tmp_path: 
             with pytest.raises(grpc.RpcError) as error:
                 pb_grpc.InferenceStub(channel).Classify(pb.ClassifyRequest(image=GOOD["rgb png"]), timeout=10)
             assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_malloc_arenas_are_capped_where_glibc_allows() -> None:
+    """The servers' memory stays flat under load only with few arenas (cnnpipe.serve.memory)."""
+    import os
+    import platform
+
+    from cnnpipe.serve.memory import limit_malloc_arenas
+
+    assert limit_malloc_arenas() or platform.libc_ver()[0] != "glibc" or "MALLOC_ARENA_MAX" in os.environ

@@ -65,7 +65,9 @@ def serve_grpc_command(args: argparse.Namespace) -> None:
     from cnnpipe.serve.core import InferenceCore
     from cnnpipe.serve.grpc_server import GrpcSettings, serve
     from cnnpipe.serve.limits import Limits
+    from cnnpipe.serve.memory import limit_malloc_arenas
 
+    limit_malloc_arenas()  # before the server's threads exist
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CnnpipeError("--tls-cert and --tls-key go together")
     if args.tls_client_ca and not args.tls_cert:
