@@ -18,12 +18,18 @@ def providers() -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def ort_session(path: Path, threads: int = 0) -> ort.InferenceSession:
-    """An InferenceSession for ``path``; ``threads`` = 0 lets ONNX Runtime pick."""
+def ort_session(path: Path, threads: int = 0, any_size: bool = False) -> ort.InferenceSession:
+    """An InferenceSession for ``path``; ``threads`` = 0 lets ONNX Runtime pick.
+
+    ``any_size``: the model takes inputs of any height and width (super-resolution). ONNX
+    Runtime's CPU memory arena keeps the largest block each input shape needed, so a server fed
+    images of many sizes grows for minutes; without the arena it does not (benchmarks/soak.py).
+    """
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    options.enable_cpu_mem_arena = not any_size
     return ort.InferenceSession(str(path), sess_options=options, providers=providers())
 
 

@@ -87,7 +87,7 @@ class InferenceCore:
         self.sr: dict[int, ort.InferenceSession] = {}
         self.sr_context: dict[int, int] = {}  # LR receptive-field radius = the tile overlap needed
         for path in sr_paths:
-            session = ort_session(path, threads)
+            session = ort_session(path, threads, any_size=True)
             meta = read_metadata(session)
             scale = int(meta.get("scale", path.stem.removeprefix("sr_x")))
             self.sr[scale] = session

@@ -3,8 +3,9 @@
 glibc gives each thread that allocates concurrently an arena of its own (up to 8 per core), and
 memory freed in one arena is not reused by another. A server whose request threads allocate
 images of every size grows that way for minutes: in the soak (benchmarks/soak.py, 3 minutes,
-2 cores) both servers grew 7.0 % with the default and 5.7 % with two arenas, flat after the
-first minute. ``MALLOC_ARENA_MAX=2`` in the environment does the same from process start.
+2 cores) both servers grew 7.0 % with the default and 5.7 % with two arenas. ``MALLOC_ARENA_MAX=2``
+in the environment does the same from process start. (ONNX Runtime's own arena is the other
+grower; see :func:`cnnpipe.models.onnx_runtime.ort_session`.)
 """
 
 from __future__ import annotations
