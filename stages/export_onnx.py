@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import torch
@@ -13,6 +14,7 @@ from cnnpipe.errors import exit_on_user_error
 from cnnpipe.export.onnx import export_checked
 from cnnpipe.models.checkpoint import load_classifier
 from cnnpipe.params import load_params
+from cnnpipe.provenance import provenance
 
 
 @exit_on_user_error
@@ -29,6 +31,14 @@ def main() -> None:
         "output": "logits",
         "test_accuracy": scores["accuracy"],
         "cnnpipe_version": __version__,
+        "provenance": provenance(
+            {
+                "device": params.device,
+                "classifier": dataclasses.asdict(params.classifier),
+                "data": {"cifar10": dataclasses.asdict(params.data.cifar10)},
+            },
+            scores,
+        ),
     }
     export_checked(
         "classifier",

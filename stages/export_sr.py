@@ -6,6 +6,7 @@ python -m stages.export_sr SCALE
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -18,6 +19,7 @@ from cnnpipe.errors import exit_on_user_error
 from cnnpipe.export.onnx import SR_DYNAMIC_AXES, export_checked
 from cnnpipe.models.checkpoint import load_sr
 from cnnpipe.params import load_params, scale_argument
+from cnnpipe.provenance import provenance
 
 
 @exit_on_user_error
@@ -37,6 +39,14 @@ def main(argv: list[str]) -> None:
         "output": "N×1×(H·scale)×(W·scale) luma Y",
         "sr_scores": scores,
         "cnnpipe_version": __version__,
+        "provenance": provenance(
+            {
+                "device": params.device,
+                "sr": {k: v for k, v in dataclasses.asdict(params.sr).items() if k != "scales"},
+                "data": {"bsds300": dataclasses.asdict(params.data.bsds300)},
+            },
+            scores,
+        ),
     }
     export_checked(
         f"sr_x{scale}",

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 import pytest
+from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from PIL import Image
@@ -56,6 +57,26 @@ def test_metadata(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:
     assert list(meta.classes) == core.classes and list(meta.scales) == [2, 3]
     assert {m.name for m in meta.models} == {"classifier", "sr_x2", "sr_x3"}
     assert all(len(m.sha256) == 64 for m in meta.models)
+
+
+def test_metadata_provenance_matches_http(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:
+    meta = stub.GetMetadata(pb.GetMetadataRequest())
+    expected = {m["name"]: m["provenance"] for m in core.metadata()["models"]}
+    got = {m.name: json_format.MessageToDict(m.provenance, preserving_proto_field_name=True) for m in meta.models}
+    for name, prov in expected.items():
+        assert prov["commit"] and got[name]["commit"] == prov["commit"]
+        assert got[name].get("dirty", False) == prov["dirty"]
+        assert got[name]["params"] == prov["params"]
+        assert _same(got[name]["metrics"], prov["metrics"])
+
+
+def _same(struct: object, plain: object) -> bool:
+    """Struct numbers are doubles: 200 comes back as 200.0; compare values, not types."""
+    if isinstance(plain, dict):
+        assert isinstance(struct, dict) and set(struct) == set(plain)
+        return all(_same(struct[k], v) for k, v in plain.items())
+    assert struct == plain, (struct, plain)
+    return True
 
 
 def test_classify_equals_in_process(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from cnnpipe.serve.core import InferenceCore
 from serving.launch import bentoml_server, server_env
 
 from .images import BAD, GOOD, encode, photo
-from .pipeline import REPO
+from .pipeline import REPO, TINY, git
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +61,22 @@ def test_metadata(http: httpx.Client, core: InferenceCore) -> None:
     meta = http.post("/metadata", json={}).json()
     assert meta["classes"] == core.classes and meta["scales"] == [2, 3]
     assert {m["name"]: m["sha256"] for m in meta["models"]} == {m.name: m.sha256 for m in core.models}
+
+
+def test_metadata_says_which_commit_params_and_metrics_made_each_model(http: httpx.Client, served_models) -> None:
+    repo = served_models.parent
+    head = git(repo, "rev-parse", "HEAD").strip()
+    models = {m["name"]: m["provenance"] for m in http.get("/metadata").json()["models"]}
+    assert set(models) == {"classifier", "sr_x2", "sr_x3"}
+    for name, prov in models.items():
+        assert (prov["commit"], prov["dirty"], prov["experiment"]) == (head, False, ""), name
+    assert models["classifier"]["params"]["classifier"]["epochs"] == TINY["classifier"]["epochs"]
+    assert models["classifier"]["metrics"] == json.loads((repo / "metrics/classifier.json").read_text())
+    for scale in (2, 3):
+        prov = models[f"sr_x{scale}"]
+        assert prov["params"]["sr"]["channels"] == TINY["sr"]["channels"]
+        assert prov["params"]["data"]["bsds300"]["md5"]
+        assert prov["metrics"] == json.loads((repo / f"metrics/sr_x{scale}.json").read_text())
 
 
 def test_classify_equals_in_process(http: httpx.Client, core: InferenceCore) -> None:

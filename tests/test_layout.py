@@ -18,7 +18,15 @@ from .imports import REPO, closure, direct_imports, module_file, project_modules
 
 # What each part of the library may import (besides itself). Bottom to top: the shared base, data,
 # models, then the pipeline's jobs and DeepDream, then serving. The CLI is an entry point.
-BASE = {"cnnpipe", "cnnpipe.errors", "cnnpipe.paths", "cnnpipe.atomic", "cnnpipe.progress", "cnnpipe.device"}
+BASE = {
+    "cnnpipe",
+    "cnnpipe.errors",
+    "cnnpipe.paths",
+    "cnnpipe.atomic",
+    "cnnpipe.progress",
+    "cnnpipe.device",
+    "cnnpipe.provenance",
+}
 ALLOWED = {
     "base": {"base"},
     "data": {"base", "data"},

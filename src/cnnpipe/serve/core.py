@@ -64,6 +64,9 @@ class ModelInfo:
     name: str
     file: str
     sha256: str
+    provenance: dict[str, Any] | None = None
+    """Commit, dirty flag, experiment, params and metrics the export recorded (:mod:`cnnpipe.provenance`);
+    None for a model exported before provenance existed."""
 
     @property
     def version(self) -> str:
@@ -83,7 +86,7 @@ class InferenceCore:
         meta = read_metadata(self.classifier)
         self.classes: list[str] = list(meta.get("classes", []))
         self.input_size = int(self.classifier.get_inputs()[0].shape[-1])
-        self.models = [ModelInfo("classifier", classifier_path.name, _sha256(classifier_path))]
+        self.models = [ModelInfo("classifier", classifier_path.name, _sha256(classifier_path), meta.get("provenance"))]
         self.sr: dict[int, ort.InferenceSession] = {}
         self.sr_context: dict[int, int] = {}  # LR receptive-field radius = the tile overlap needed
         for path in sr_paths:
@@ -92,7 +95,7 @@ class InferenceCore:
             scale = int(meta.get("scale", path.stem.removeprefix("sr_x")))
             self.sr[scale] = session
             self.sr_context[scale] = int(meta.get("context", DEFAULT_OVERLAP))
-            self.models.append(ModelInfo(f"sr_x{scale}", path.name, _sha256(path)))
+            self.models.append(ModelInfo(f"sr_x{scale}", path.name, _sha256(path), meta.get("provenance")))
         self.dream_backbone_name = dream_backbone
         self._backbone: Backbone | None = None  # loaded on first DeepDream request (PyTorch)
 
@@ -102,7 +105,7 @@ class InferenceCore:
         return {
             "classes": self.classes,
             "scales": sorted(self.sr),
-            "models": [{"name": m.name, "file": m.file, "sha256": m.sha256, "version": m.version} for m in self.models],
+            "models": [{**dataclasses.asdict(m), "version": m.version} for m in self.models],
             "cnnpipe_version": __version__,
             "dream_backbone": self.dream_backbone_name,
             "dream_default_layer": DEFAULT_LAYER.get(self.dream_backbone_name, ""),

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import grpc
 import numpy as np
+from google.protobuf import json_format
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -224,12 +225,20 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         return pb.Metadata(
             classes=meta["classes"],
             scales=meta["scales"],
-            models=[pb.ModelInfo(**m) for m in meta["models"]],
+            models=[_model_info(m) for m in meta["models"]],
             cnnpipe_version=meta["cnnpipe_version"],
             dream_backbone=meta["dream_backbone"],
             dream_layers=[meta["dream_default_layer"]],
             dream_presets=list(meta["dream_presets"]),
         )
+
+
+def _model_info(model: dict[str, Any]) -> pb.ModelInfo:
+    """``/metadata``'s model entry as a message; params and metrics become ``google.protobuf.Struct``."""
+    info = pb.ModelInfo(**{k: v for k, v in model.items() if k != "provenance"})
+    if model.get("provenance"):
+        info.provenance.CopyFrom(json_format.ParseDict(model["provenance"], pb.Provenance()))
+    return info
 
 
 class TokenAuth(grpc.ServerInterceptor):

@@ -81,7 +81,7 @@ class InferenceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetMetadata(self, request, context):
-        """Class names, scales, model hashes and versions, DeepDream backbone and preset names.
+        """Class names, scales, model hashes, versions and provenance, DeepDream backbone and preset names.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
