@@ -53,7 +53,7 @@ def edit_params(repo: Path, changes: dict) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def env(repo: Path) -> dict[str, str]:
+def env(repo: Path, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -64,16 +64,19 @@ def env(repo: Path) -> dict[str, str]:
         "GIT_AUTHOR_EMAIL": "t@t",
         "GIT_COMMITTER_NAME": "t",
         "GIT_COMMITTER_EMAIL": "t@t",
+        **extra,
     }
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, env=env(repo), capture_output=True, text=True, check=True).stdout
+def git(repo: Path, *args: str, **extra_env: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=env(repo, **extra_env), capture_output=True, text=True, check=True
+    ).stdout
 
 
-def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def dvc(repo: Path, *args: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "dvc", *args], cwd=repo, env=env(repo), capture_output=True, text=True
+        [sys.executable, "-m", "dvc", *args], cwd=repo, env=env(repo, **extra_env), capture_output=True, text=True
     )
     if check and result.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")

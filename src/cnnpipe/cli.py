@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import sys
 from pathlib import Path
 
 from cnnpipe import __version__, paths
+from cnnpipe.compare.report import FORMATS
 from cnnpipe.data.sample import SAMPLE_SIZES, write_archives
 from cnnpipe.dream.backbones import DEFAULT_LAYER
 from cnnpipe.dream.presets import DEFAULT_PRESET, PRESETS
@@ -93,6 +95,34 @@ def serve_grpc_command(args: argparse.Namespace) -> None:
     serve(core, settings)
 
 
+def compare_command(args: argparse.Namespace) -> None:
+    from cnnpipe.atomic import write_bytes
+    from cnnpipe.compare.report import render
+    from cnnpipe.compare.runs import repo_runs, server_run, short_sha
+    from cnnpipe.compare.table import comparison
+    from cnnpipe.serve.auth import load_token
+
+    if args.num is not None and args.num < 1:
+        raise CnnpipeError(f"-n must be at least 1, got {args.num}")
+    num = -1 if args.all_commits else (args.num or 10)
+    runs, notes = repo_runs(Path(args.repo), revs=args.revs or None, num=num, experiments=args.exp)
+    if args.server:
+        runs.append(server_run(args.server, token=load_token()))
+    labels = {run.label for run in runs}
+    baseline = args.baseline
+    if baseline and baseline not in labels:
+        baseline = short_sha(Path(args.repo), baseline) or baseline
+    table, base = comparison(runs, baseline=baseline, per_class=args.per_class)
+    text = render(table, base, args.format, notes)
+    if args.out:
+        write_bytes(Path(args.out), text.encode())
+        print(f"wrote {args.out} ({len(table)} runs)")
+    else:
+        print(text, end="")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def torch_threads(threads: int) -> None:
     if threads > 0:
         import torch
@@ -167,6 +197,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tls-key", help="server private key (PEM)")
     g.add_argument("--tls-client-ca", help="require client certificates signed by this CA (PEM)")
     g.set_defaults(func=serve_grpc_command)
+
+    c = sub.add_parser(
+        "compare",
+        help="metrics and params of commits, experiments and a running server, side by side",
+        description="A row per commit or DVC experiment: the params that differ, the headline metrics "
+        "(classifier accuracy, SR PSNR/SSIM and gain over bicubic, ONNX parity) and their change "
+        "against a baseline row. Default: the last 10 commits of HEAD that have metrics.",
+    )
+    c.add_argument("revs", nargs="*", metavar="REV", help="commits, branches, tags or experiment names")
+    c.add_argument("--all-commits", action="store_true", help="every commit of HEAD's history")
+    c.add_argument("-n", dest="num", type=int, default=None, help="the last N commits (default 10)")
+    c.add_argument("--exp", action="store_true", help="the DVC experiments of each commit too")
+    c.add_argument("--baseline", help="the row changes are measured against (default: the first, oldest)")
+    c.add_argument("--per-class", action="store_true", help="classifier accuracy per class")
+    c.add_argument("--server", metavar="URL", help="add the models a running server holds (its /metadata)")
+    c.add_argument("--format", choices=FORMATS, default="table")
+    c.add_argument("--out", help="write to this file instead of stdout")
+    c.add_argument("--repo", default=".", help="the DVC repository (default: here)")
+    c.set_defaults(func=compare_command)
     return parser
 
 
