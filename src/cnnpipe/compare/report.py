@@ -7,7 +7,9 @@ import html
 import io
 import math
 from datetime import UTC, datetime
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cnnpipe import __version__
@@ -64,11 +66,16 @@ def _chart(table: pd.DataFrame, column: str, base: int) -> str:
     from matplotlib import pyplot as plt
 
     values = table[column].to_numpy(dtype=float)
+    x = np.arange(len(values))
     fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(values) + 2.0), 2.6), dpi=96)
     try:
-        x = range(len(values))
-        ax.plot(x, values, marker="o", color="#1f6feb")
+        # Commits are a history (a line); experiments, the workspace and a server branch off it (markers).
+        for kind, style in KIND_STYLES.items():
+            rows = (table["kind"] == kind).to_numpy()
+            if rows.any():
+                ax.plot(x[rows], values[rows], label=kind, **style)
         ax.axhline(values[base], color="#999999", linestyle="--", linewidth=0.8, label="baseline")
+        ax.legend(fontsize=6, loc="best")
         ax.set_xticks(list(x), [str(label)[:18] for label in table["run"]], rotation=30, ha="right", fontsize=7)
         ax.set_title(column, fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
@@ -81,6 +88,13 @@ def _chart(table: pd.DataFrame, column: str, base: int) -> str:
     svg = buffer.getvalue()
     return svg[svg.index("<svg") :]  # drop the XML prolog and DOCTYPE: inline SVG in HTML5
 
+
+KIND_STYLES: dict[str, dict[str, Any]] = {
+    "commit": {"marker": "o", "color": "#1f6feb"},
+    "experiment": {"marker": "D", "linestyle": "none", "color": "#bf3989", "fillstyle": "none"},
+    "workspace": {"marker": "s", "linestyle": "none", "color": "#9a6700"},
+    "server": {"marker": "*", "linestyle": "none", "color": "#1a7f37", "markersize": 10},
+}
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #1f2328; }
