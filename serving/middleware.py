@@ -28,6 +28,7 @@ TASK_STATES = list(ResultStatus)
 IMAGE_ENDPOINTS = ("/classify", "/super_resolve", "/deepdream", "/deepdream_check", "/deepdream_task/submit", "/noop")
 IMAGE_ENDPOINTS += ("/deepdream_task",)  # BentoML also serves a task's function synchronously here
 OPEN_PATHS = ("/livez", "/readyz", "/metrics", "/docs.json", "/")  # health, metrics and the API docs
+UI_PATH = "/ui"
 ERROR_SCHEMA = {
     "type": "object",
     "required": ["error"],
@@ -164,6 +165,11 @@ class ErrorBodies:
         await self.app(scope, receive, capture)
 
 
+def _is_open(path: str) -> bool:
+    """Health, metrics, the API docs and the page's static files (it asks for the token itself)."""
+    return path in OPEN_PATHS or path == UI_PATH or path.startswith(UI_PATH + "/")
+
+
 class BearerAuth:
     """401 for requests without the token, except health, metrics and the API docs."""
 
@@ -171,7 +177,7 @@ class BearerAuth:
         self.app, self.token = app, token
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if self.token is None or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if self.token is None or scope["type"] != "http" or _is_open(scope["path"]):
             return await self.app(scope, receive, send)
         if not authorized(dict(scope.get("headers", [])).get(b"authorization"), self.token):
             response = JSONResponse({"error": REFUSAL}, status_code=401, headers={"WWW-Authenticate": "Bearer"})

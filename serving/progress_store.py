@@ -23,6 +23,14 @@ class ProgressStore:
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
 
+    def cancel(self, task_id: str) -> None:
+        """Ask a running task to stop; it does at its next step (DeepDream checks after each)."""
+        self.update(task_id, cancel_requested=True)
+
+    def cancel_requested(self, task_id: str) -> bool:
+        with self._lock:
+            return bool(self._entries.get(task_id, {}).get("cancel_requested"))
+
     def get(self, task_id: str) -> dict[str, Any]:
         """The task's state, or that of a task not started yet (fraction 0, not done)."""
         with self._lock:

@@ -22,8 +22,9 @@ from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
 
-from cnnpipe.dream.engine import Progress
+from cnnpipe.dream.engine import DreamCancelled, Progress
 from cnnpipe.dream.presets import PRESETS, DreamRequest
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.serve.codec import RequestError
@@ -104,6 +105,11 @@ def _png(png: bytes) -> Response:
     return Response(content=png, media_type="image/png")
 
 
+# The page for people (serving/ui/: static HTML, JS and CSS, nothing from a CDN); it calls the APIs below.
+UI = StaticFiles(directory=Path(__file__).with_name("ui"), html=True)
+
+
+@bentoml.asgi_app(UI, path="/ui", name="ui")
 @bentoml.service(
     workers=1,
     threads=4,
@@ -139,9 +145,11 @@ class Cnnpipe:
         return _png(png)  # type: ignore[return-value]  # a Response is returned as is
 
     def _dream(self, image: Path, request: DreamRequest, task: bool, task_id: str | None = None) -> Response:
-        def progress(p: Progress) -> None:
-            if task_id is not None:
-                progress_store.update(task_id, octave=p.octave, step=p.step, fraction=p.fraction)
+        def progress(p: Progress) -> bool:
+            if task_id is None:
+                return True
+            progress_store.update(task_id, octave=p.octave, step=p.step, fraction=p.fraction)
+            return not progress_store.cancel_requested(task_id)  # False stops the dream (/deepdream_cancel)
 
         endpoint = "deepdream_task" if task else "deepdream"
         outcome = "failed"
@@ -152,6 +160,11 @@ class Cnnpipe:
         except RequestError as error:
             outcome = "refused"
             raise http_error(error) from None
+        except DreamCancelled as error:
+            outcome = "cancelled"
+            if task_id is not None:
+                progress_store.update(task_id, cancelled=True, error=str(error))
+            raise BentoMLException(str(error), error_code=HTTPStatus.CONFLICT) from None
         except CnnpipeError as error:  # e.g. the dream backbone cannot load: the request cannot be served
             outcome = "refused"
             raise BentoMLException(str(error), error_code=HTTPStatus.UNPROCESSABLE_ENTITY) from None
@@ -191,6 +204,13 @@ class Cnnpipe:
     @bentoml.api(route="/deepdream_progress")
     async def deepdream_progress(self, task_id: str) -> dict:
         """Progress of a DeepDream task: octave, step, fraction (0..1), done."""
+        return progress_store.get(task_id)
+
+    @bentoml.api(route="/deepdream_cancel")
+    async def deepdream_cancel(self, task_id: str) -> dict:
+        """Stop a DeepDream task: it ends at its next step (its status becomes failure, its
+        /deepdream_progress says ``cancelled``). Returns the task's progress as it stands."""
+        progress_store.cancel(task_id)
         return progress_store.get(task_id)
 
     @bentoml.api(route="/metadata")

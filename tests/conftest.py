@@ -71,3 +71,11 @@ def served_models(tmp_path_factory: pytest.TempPathFactory, tiny_archives) -> Pa
     repo = tiny_pipeline_repo(tmp_path_factory.mktemp("served"), tiny_archives)
     dvc(repo, "repro", "export_onnx", "export_sr")
     return repo / "models"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    """Keeps each phase's report on the test (``item.rep_call``), so a fixture can tell a failure."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

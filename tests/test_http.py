@@ -191,6 +191,28 @@ def test_deepdream_task_progress_result_and_bounded_queue(http: httpx.Client) ->
     assert again.status_code == 200  # the slot is free again
 
 
+def test_deepdream_task_cancel_stops_it_at_the_next_step(http: httpx.Client) -> None:
+    big = encode(Image.fromarray(photo(512, 512)))
+    submitted = _post(http, "/deepdream_task/submit", big, octaves=4, steps=100)
+    assert submitted.status_code == 200, submitted.text
+    task_id = submitted.json()["task_id"]
+    deadline = time.monotonic() + 240
+    while http.post("/deepdream_progress", json={"task_id": task_id}).json()["fraction"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    asked = http.post("/deepdream_cancel", json={"task_id": task_id})
+    assert asked.status_code == 200 and asked.json()["cancel_requested"] is True
+    while (status := http.get("/deepdream_task/status", params={"task_id": task_id}).json()["status"]) == "in_progress":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    state = http.post("/deepdream_progress", json={"task_id": task_id}).json()
+    assert status == "failed" and state["cancelled"] is True and state["done"] is True
+    assert state["error"].startswith("cancelled at octave") and state["fraction"] < 1
+    metrics = http.get("/metrics").text
+    assert 'cnnpipe_deepdream_jobs_total{endpoint="deepdream_task",outcome="cancelled"} 1.0' in metrics
+    assert _post(http, "/deepdream_task/submit", GOOD["rgb png"], steps=1).status_code == 200  # slot free
+
+
 def test_concurrent_classify_requests_are_batched_and_agree(http: httpx.Client, core: InferenceCore) -> None:
     images = [encode(Image.fromarray(photo(32, 32, seed=i))) for i in range(32)]
     with ThreadPoolExecutor(16) as pool:
@@ -233,6 +255,7 @@ def test_bentoml_build_packages_service_library_and_models(served_models, tmp_pa
     packaged = {p.name for p in (bento / "models").iterdir()}
     assert packaged == {"classifier.onnx", "classifier.pt", "sr_x2.onnx", "sr_x3.onnx"}
     assert (bento / "serving" / "service.py").is_file() and (bento / "cnnpipe" / "serve" / "core.py").is_file()
+    assert (bento / "serving" / "ui" / "index.html").is_file() and (bento / "serving" / "ui" / "samples").is_dir()
     assert not (bento / "serving" / "launch.py").exists()  # test tooling stays out of the Bento
 
     home = {"BENTOML_HOME": env["BENTOML_HOME"], "PATH": env["PATH"]}

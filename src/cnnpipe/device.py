@@ -43,19 +43,28 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+"""The CPU features that decide fp32/bf16 speed here (bf16 is emulated, and slow, without avx512_bf16/amx)."""
+
+
 def describe_hardware() -> str:
     """One line for benchmark output: CPU model and cores, torch threads, GPU, torch version."""
     import os
     import platform
 
     cpu = platform.processor() or platform.machine()
+    flags: list[str] = []
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            info = f.read().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+        present = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+        flags = [flag for flag in SIMD_FLAGS if flag in present]
     except (OSError, StopIteration):
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return (
-        f"CPU {cpu} × {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, GPU {gpu}, "
+        f"CPU {cpu} ({' '.join(flags) or 'flags unknown'}) × {os.cpu_count()} cores, "
+        f"torch threads {torch.get_num_threads()}, GPU {gpu}, "
         f"torch {torch.__version__}, Python {platform.python_version()}"
     )

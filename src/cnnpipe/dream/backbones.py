@@ -51,18 +51,21 @@ class Backbone:
     def layer_names(self) -> list[str]:
         return [name for name, _ in self.model.named_modules() if name]
 
+    def main_layers(self) -> list[str]:
+        """The backbone's main sequence (``features.0``, ``features.1``, …): what a person picks from."""
+        prefix = INDEX_PREFIX.get(self.name, "")
+        parent = self.model.get_submodule(prefix) if prefix else self.model
+        return [f"{prefix}.{n}" if prefix else n for n, _ in parent.named_children()]
+
     def resolve_layer(self, layer: str | int) -> str:
         """A module name, or an index into the backbone's main sequence (``26`` → ``features.26``)."""
         names = self.layer_names()
         text = str(layer)
         if text.isdigit():
-            prefix = INDEX_PREFIX.get(self.name, "")
-            parent = self.model.get_submodule(prefix) if prefix else self.model
-            children = [n for n, _ in parent.named_children()]
-            index = int(text)
-            if index >= len(children):
-                raise BackboneError(f"layer index {index} is out of range: {self.name} has {len(children)} layers")
-            return f"{prefix}.{children[index]}" if prefix else children[index]
+            main, index = self.main_layers(), int(text)
+            if index >= len(main):
+                raise BackboneError(f"layer index {index} is out of range: {self.name} has {len(main)} layers")
+            return main[index]
         if text not in names:
             close = [n for n in names if text in n][:5] or names[:8]
             raise BackboneError(f"{self.name} has no layer {text!r}; e.g. {', '.join(close)}")

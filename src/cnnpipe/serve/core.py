@@ -109,6 +109,7 @@ class InferenceCore:
             "cnnpipe_version": __version__,
             "dream_backbone": self.dream_backbone_name,
             "dream_default_layer": DEFAULT_LAYER.get(self.dream_backbone_name, ""),
+            "dream_layers": self.dream_layers(),
             "dream_presets": {name: _preset_fields(p) for name, p in PRESETS.items()},
             "limits": dataclasses.asdict(self.limits),
         }
@@ -187,6 +188,13 @@ class InferenceCore:
                 download=False,
             )
         return self._backbone
+
+    def dream_layers(self) -> list[str]:
+        """The DeepDream backbone's main layers, or [] where it cannot load (no checkpoint, say)."""
+        try:
+            return self.backbone().main_layers()
+        except CnnpipeError:
+            return []
 
     def dream_plan(self, data: bytes, request: DreamRequest, task: bool = False) -> tuple[DecodedImage, DreamParams]:
         """Everything checked, nothing run: the decoded upload and the :class:`DreamParams` the

@@ -1,0 +1,145 @@
+"""The page at /ui, driven in a real headless Chromium (Debian's, through Playwright) against the real
+BentoML service on 127.0.0.1. A screenshot of a failing test's page lands in its pytest temp dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from serving.launch import bentoml_server
+
+from .images import encode, photo
+
+pytestmark = pytest.mark.slow
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the dev extra)")
+CHROMIUM = os.environ.get("CNNPIPE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip("no Chromium: `apt-get install chromium` (or set CNNPIPE_CHROMIUM)", allow_module_level=True)
+
+SLOW = 60_000  # ms: generous deadlines, the machine may be loaded
+
+
+@pytest.fixture(scope="module")
+def base(served_models: Path) -> Iterator[str]:
+    with bentoml_server(served_models, CNNPIPE_THREADS="1") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, base: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """The page, loaded; every URL it requests is kept in ``page.requested``."""
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    page = context.new_page()
+    page.requested = []
+    page.on("request", lambda r: page.requested.append(r.url))
+    page.goto(f"{base}/ui/")
+    page.wait_for_selector("body[data-ready=true]", timeout=SLOW)
+    yield page
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+    context.close()
+
+
+def _upload(page, panel: str, name: str, data: bytes, mime: str = "image/png") -> None:
+    page.set_input_files(
+        f'.picker[data-for="{panel}"] input[type=file]', files=[{"name": name, "mimeType": mime, "buffer": data}]
+    )
+
+
+def test_classify_shows_five_bars(page) -> None:
+    _upload(page, "classify", "photo.png", encode(Image.fromarray(photo(64, 80))))
+    page.wait_for_selector("#classify .bar >> nth=4", timeout=SLOW)
+    bars = page.query_selector_all("#classify .bar")
+    assert len(bars) == 5
+    percents = [float(b.query_selector(".pct").inner_text().removesuffix(" %")) for b in bars]
+    assert percents == sorted(percents, reverse=True) and 0 < sum(percents) <= 100.05
+
+
+def test_a_bundled_sample_classifies_too(page) -> None:
+    page.click('.picker[data-for="classify"] .samples button >> nth=0')
+    page.wait_for_selector("#classify .bar >> nth=4", timeout=SLOW)
+
+
+def test_super_resolve_gives_an_image_of_the_right_size(page) -> None:
+    page.click("[data-tab=superres]")
+    _upload(page, "superres", "small.png", encode(Image.fromarray(photo(30, 40))))
+    page.select_option("#scale", "3")
+    page.click("#upscale")
+    page.wait_for_selector("#superres .compare:not([hidden])", timeout=SLOW)
+    size = page.eval_on_selector("#superres .compare .after", "img => [img.naturalWidth, img.naturalHeight]")
+    assert size == [120, 90]
+    assert page.inner_text("#superres .facts").startswith("40×30 → 120×90 (×3) in ")
+    assert page.get_attribute("#download", "download") == "small_x3.png"
+
+
+def test_deepdream_progress_rises_and_cancel_stops_it_on_the_server(page) -> None:
+    page.click("[data-tab=dream]")
+    assert page.eval_on_selector_all("#layers option", "os => os.length") > 1
+    _upload(page, "dream", "big.png", encode(Image.fromarray(photo(512, 512))))
+    page.fill("#octaves", "4")
+    page.fill("#steps", "100")  # 400 steps at 512×512: long enough to watch and cancel
+    page.click("#dream-start")
+    seen = []
+    deadline = time.monotonic() + SLOW / 1000
+    while len({v for v in seen if 0 < v < 1}) < 3:
+        seen.append(page.eval_on_selector("#dream-progress", "p => p.value"))
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.1)
+    assert seen == sorted(seen), seen  # it rises
+    page.click("#dream-cancel")
+    page.wait_for_function("document.querySelector('#dream-state').textContent.startsWith('cancelled')", timeout=SLOW)
+    stopped_at = page.eval_on_selector("#dream-progress", "p => p.value")
+    assert stopped_at < 1
+    assert "cancelled at octave" in page.inner_text("#dream-state")
+    time.sleep(1.0)
+    assert page.eval_on_selector("#dream-progress", "p => p.value") == stopped_at  # no further progress
+
+    _upload(page, "dream", "small.png", encode(Image.fromarray(photo(48, 48))))  # the slot is free again
+    page.fill("#octaves", "2")
+    page.fill("#steps", "3")
+    page.click("#dream-start")
+    page.wait_for_function("document.querySelector('#dream-state').textContent === 'done'", timeout=SLOW)
+    size = page.eval_on_selector("#dream-result", "img => [img.naturalWidth, img.naturalHeight]")
+    assert size == [48, 48] and page.eval_on_selector("#dream-progress", "p => p.value") == 1
+
+
+def test_a_text_file_gets_the_apis_message(page) -> None:
+    _upload(page, "classify", "notes.txt", b"not an image at all", mime="text/plain")
+    page.wait_for_selector("#classify .error:not([hidden])", timeout=SLOW)
+    message = page.inner_text("#classify .error")
+    assert message == "the upload is not an image (PNG, JPEG, GIF, BMP, WebP or TIFF)"
+    assert "Traceback" not in page.content()
+
+
+def test_models_tab_shows_versions_and_provenance(page, served_models: Path) -> None:
+    page.click("[data-tab=models]")
+    rows = page.query_selector_all("#model-table tbody tr")
+    cells = [[c.inner_text() for c in row.query_selector_all("td")] for row in rows]
+    assert [row[0] for row in cells] == ["classifier", "sr_x2", "sr_x3"]
+    assert cells[0][5].startswith("test accuracy ") and "dB (bicubic" in cells[1][5]
+    assert all(len(row[3]) >= 10 for row in cells)  # the commit each was exported from
+
+
+def test_the_page_requests_nothing_outside_this_server(page, base: str) -> None:
+    _upload(page, "classify", "photo.png", encode(Image.fromarray(photo(32, 32))))
+    page.wait_for_selector("#classify .bar >> nth=4", timeout=SLOW)
+    for tab in ("superres", "dream", "models"):
+        page.click(f"[data-tab={tab}]")
+    outside = [u for u in page.requested if not (u.startswith(f"{base}/") or u.startswith("blob:" + base))]
+    assert not outside and f"{base}/ui/app.js" in page.requested
