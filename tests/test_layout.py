@@ -37,7 +37,8 @@ ALLOWED = {
     "export": {"base", "data", "models", "params", "export"},
     "dream": {"base", "data", "models", "dream"},
     "serve": {"base", "data", "models", "dream", "serve"},
-    "cli": {"base", "data", "models", "dream", "serve", "params", "cli"},
+    "compare": {"base", "compare"},  # reads what the pipeline wrote, through DVC; runs nothing of it
+    "cli": {"base", "data", "models", "dream", "serve", "params", "compare", "cli"},
 }
 
 

@@ -71,6 +71,27 @@ def test_classify_shows_five_bars(page) -> None:
     assert percents == sorted(percents, reverse=True) and 0 < sum(percents) <= 100.05
 
 
+DROP_OR_PASTE = """([kind, bytes]) => {
+    const file = new File([new Uint8Array(bytes)], "dropped.png", {type: "image/png"});
+    const data = new DataTransfer();
+    data.items.add(file);
+    if (kind === "drop") {
+        const zone = document.querySelector('.picker[data-for="classify"] .drop');
+        zone.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+    } else {
+        document.dispatchEvent(new ClipboardEvent("paste", {clipboardData: data, bubbles: true}));
+    }
+}"""
+
+
+@pytest.mark.parametrize("kind", ["drop", "paste"])
+def test_an_image_dropped_or_pasted_classifies(page, kind: str) -> None:
+    data = list(encode(Image.fromarray(photo(40, 40))))
+    page.evaluate(DROP_OR_PASTE, [kind, data])
+    page.wait_for_selector("#classify .bar >> nth=4", timeout=SLOW)
+    assert page.get_attribute("#classify .preview", "src").startswith("blob:")
+
+
 def test_a_bundled_sample_classifies_too(page) -> None:
     page.click('.picker[data-for="classify"] .samples button >> nth=0')
     page.wait_for_selector("#classify .bar >> nth=4", timeout=SLOW)
