@@ -37,8 +37,9 @@ ALLOWED = {
     "export": {"base", "data", "models", "params", "export"},
     "dream": {"base", "data", "models", "dream"},
     "serve": {"base", "data", "models", "dream", "serve"},
+    "explain": {"base", "data", "models", "dream", "explain"},  # backbones come from cnnpipe.dream
     "compare": {"base", "compare"},  # reads what the pipeline wrote, through DVC; runs nothing of it
-    "cli": {"base", "data", "models", "dream", "serve", "params", "compare", "cli"},
+    "cli": {"base", "data", "models", "dream", "serve", "params", "compare", "explain", "cli"},
 }
 
 

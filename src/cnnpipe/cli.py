@@ -7,6 +7,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnnpipe import __version__, paths
 from cnnpipe.compare.report import FORMATS
@@ -14,6 +15,13 @@ from cnnpipe.data.sample import SAMPLE_SIZES, write_archives
 from cnnpipe.dream.backbones import DEFAULT_LAYER
 from cnnpipe.dream.presets import DEFAULT_PRESET, PRESETS
 from cnnpipe.errors import CnnpipeError, exit_on_user_error
+from cnnpipe.explain.attribution import METHODS as EXPLAIN_METHODS
+
+if TYPE_CHECKING:  # torch loads lazily: `cnnpipe --help` stays fast
+    import numpy as np
+    import torch
+
+    from cnnpipe.explain.models import Explainable
 
 
 def sample_data(args: argparse.Namespace) -> None:
@@ -60,6 +68,90 @@ def dream_command(args: argparse.Namespace) -> None:
         result = dream(image, backbone, params, progress=advance)
     write_png(Path(args.output), result)
     print(f"wrote {args.output}")
+
+
+def _explainable(args: argparse.Namespace) -> Explainable:
+    from cnnpipe.device import pick_device
+    from cnnpipe.explain.models import load_explainable
+
+    return load_explainable(
+        args.backbone,
+        pick_device(args.device),
+        weights=args.weights,
+        classifier_checkpoint=Path(args.classifier),
+        download=not args.no_download,
+    )
+
+
+def _square_input(path: str, size: int, device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
+    """The image as the nets see it (centre square, antialiased resize, [0, 1]) and as people see
+    it (the same square at ``DISPLAY`` px)."""
+    from cnnpipe.data.images import center_square, read_rgb
+
+    rgb = read_rgb(Path(path))
+    model_input = (center_square(rgb, size) / 255).clamp(0, 1).to(device)
+    display = center_square(rgb, DISPLAY)[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+    return model_input, display
+
+
+DISPLAY = 256
+"""Side in pixels of the pictures the look-inside commands write."""
+
+
+def explain_command(args: argparse.Namespace) -> None:
+    from cnnpipe.data.images import write_png
+    from cnnpipe.explain.attribution import explain
+    from cnnpipe.explain.render import gradient_image, heatmap_overlay, upscale_nearest
+
+    net = _explainable(args)
+    image, display = _square_input(args.input, net.input_size, next(net.model.parameters()).device)
+    try:
+        result = explain(net.model, image, args.method, target=args.target, layer=args.layer)
+    except ValueError as error:
+        raise CnnpipeError(str(error)) from None
+    if result.gradient is not None:
+        picture = upscale_nearest(gradient_image(result.gradient.cpu()), max(1, DISPLAY // net.input_size))
+    else:
+        assert result.cam is not None
+        picture = heatmap_overlay(display, result.cam.cpu())
+    write_png(Path(args.output), picture)
+    name = net.classes[result.target] if result.target < len(net.classes) else str(result.target)
+    where = f" at layer {result.layer}" if result.layer else ""
+    print(f"{args.method} of class {result.target} ({name}, p={float(result.probabilities[result.target]):.3f}){where}")
+    print(f"wrote {args.output}")
+
+
+def filters_command(args: argparse.Namespace) -> None:
+    from cnnpipe.data.images import write_png
+    from cnnpipe.explain.features import first_conv
+    from cnnpipe.explain.render import filter_grid
+
+    net = _explainable(args)
+    name, conv = first_conv(net.model)
+    write_png(Path(args.output), filter_grid(conv.weight.cpu()))
+    print(f"{conv.out_channels} filters of {name} ({conv.kernel_size[0]}×{conv.kernel_size[1]}); wrote {args.output}")
+
+
+def activations_command(args: argparse.Namespace) -> None:
+    from cnnpipe.data.images import write_png
+    from cnnpipe.explain.attribution import spatial_layers
+    from cnnpipe.explain.features import activations
+    from cnnpipe.explain.render import activation_grid
+
+    net = _explainable(args)
+    image, _ = _square_input(args.input, net.input_size, next(net.model.parameters()).device)
+    layer = args.layer
+    if layer is None:
+        layer = spatial_layers(net.model, image)[0]
+    try:
+        maps = activations(net.model, image, layer)
+    except ValueError as error:
+        layers = spatial_layers(net.model, image)
+        known = ", ".join(layers[:12]) + (f", … ({len(layers)} in all)" if len(layers) > 12 else "")
+        raise CnnpipeError(f"{error}; layers with a feature map: {known}") from None
+    write_png(Path(args.output), activation_grid(maps.cpu(), max_channels=args.channels))
+    shown, size = min(args.channels, maps.shape[1]), f"{maps.shape[2]}×{maps.shape[3]}"
+    print(f"{layer}: {maps.shape[1]} channels of {size} (showing {shown}); wrote {args.output}")
 
 
 def serve_grpc_command(args: argparse.Namespace) -> None:
@@ -183,6 +275,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     d.set_defaults(func=dream_command)
+
+    for command, helptext, func in (
+        ("explain", "where the evidence for a class lies (Grad-CAM, guided backprop, deconvnet)", explain_command),
+        ("filters", "the first convolution's filters as a picture", filters_command),
+        ("activations", "one image's activation maps at a layer", activations_command),
+    ):
+        e = sub.add_parser(command, help=helptext, description=helptext)
+        if command != "filters":
+            e.add_argument("input", help="input image (any format Pillow reads)")
+        e.add_argument("output", help="output PNG")
+        if command == "explain":
+            e.add_argument("--method", choices=EXPLAIN_METHODS, default="gradcam")
+            e.add_argument("--class", dest="target", type=int, default=None, help="class index (default: predicted)")
+            e.add_argument("--layer", default=None, help="Grad-CAM layer (default: the last with a spatial output)")
+        if command == "activations":
+            e.add_argument("--layer", default=None, help="module name (default: the first with a feature map)")
+            e.add_argument("--channels", type=int, default=64, help="show at most this many channels")
+        e.add_argument("--backbone", default="classifier", choices=["classifier", "vgg19", "googlenet", "resnet50"])
+        e.add_argument("--weights", choices=["imagenet", "random"], default="imagenet", help="torchvision backbones")
+        e.add_argument("--no-download", action="store_true", help="use only cached ImageNet weights")
+        e.add_argument("--classifier", default=str(paths.CLASSIFIER_CHECKPOINT), help="the project's checkpoint")
+        e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        e.set_defaults(func=func)
 
     g = sub.add_parser("serve-grpc", help="serve the cnnpipe.v1.Inference gRPC API from the exported models")
     g.add_argument("--models", default=os.environ.get("CNNPIPE_MODELS_DIR", str(paths.MODELS)), help="folder of *.onnx")
