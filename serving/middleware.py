@@ -93,12 +93,16 @@ def openapi_with_errors(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _openapi30_bounds(node: Any) -> None:
     """Pydantic writes JSON Schema 2020 bounds (``exclusiveMinimum: 0``); BentoML's document is
-    OpenAPI 3.0, where that is ``minimum: 0, exclusiveMinimum: true``."""
+    OpenAPI 3.0, where that is ``minimum: 0, exclusiveMinimum: true``. BentoML also drops the
+    ``null`` of an optional field (``int | None = None`` becomes ``integer``, default null) although
+    the service takes null as "not given": OpenAPI 3.0 says so with ``nullable: true``."""
     if isinstance(node, dict):
         for bound, edge in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
             value = node.get(bound)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 node[edge], node[bound] = value, True
+        if "default" in node and node["default"] is None and "type" in node:
+            node["nullable"] = True
         for child in node.values():
             _openapi30_bounds(child)
     elif isinstance(node, list):

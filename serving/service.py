@@ -10,6 +10,7 @@ bad requests get 400/413/422 with ``[{"error": "<message>"}]``, never a 500. Set
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from http import HTTPStatus
@@ -143,6 +144,17 @@ class Cnnpipe:
         except RequestError as error:
             raise http_error(error) from None
         return _png(png)  # type: ignore[return-value]  # a Response is returned as is
+
+    @bentoml.api
+    def explain(self, image: Path, target: Annotated[int | None, Field(ge=0, strict=True)] = None) -> dict:
+        """Top-5 (as /classify) plus Grad-CAM of class ``target`` (default: the top class): ``map``,
+        the raw map at the model's input size in [0, 1], and ``overlay_png`` (base64), the map over
+        the centre square the model saw."""
+        try:
+            result = self.core.explain(image.read_bytes(), target)
+        except RequestError as error:
+            raise http_error(error) from None
+        return {**result, "overlay_png": base64.b64encode(result["overlay_png"]).decode()}
 
     def _dream(self, image: Path, request: DreamRequest, task: bool, task_id: str | None = None) -> Response:
         def progress(p: Progress) -> bool:

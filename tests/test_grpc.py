@@ -79,6 +79,22 @@ def _same(struct: object, plain: object) -> bool:
     return True
 
 
+def test_explain_equals_in_process_and_refuses_a_bad_class(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:
+    image = encode(Image.fromarray(photo(48, 64)))
+    remote = stub.Explain(pb.ExplainRequest(image=image, target=2))
+    local = core.explain(image, 2)
+    assert (remote.target, remote.target_label, remote.layer) == (2, local["target_label"], local["layer"])
+    assert (remote.map_height, remote.map_width) == (32, 32)
+    assert list(remote.map) == pytest.approx([v for row in local["map"] for v in row], abs=1e-6)
+    assert remote.overlay_png == local["overlay_png"] and remote.index == local["index"]
+    default = stub.Explain(pb.ExplainRequest(image=image))
+    assert default.target == default.index
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Explain(pb.ExplainRequest(image=image, target=10))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details() == "class must be in 0..9, got 10"
+
+
 def test_classify_equals_in_process(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:
     image = GOOD["jpeg"]
     remote = stub.Classify(pb.ClassifyRequest(image=image, top_k=3))

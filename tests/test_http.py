@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -189,6 +190,37 @@ def test_deepdream_task_progress_result_and_bounded_queue(http: httpx.Client) ->
 
     again = _post(http, "/deepdream_task/submit", GOOD["rgb png"], steps=1)
     assert again.status_code == 200  # the slot is free again
+
+
+def test_explain_gives_top5_and_a_gradcam_of_the_chosen_class(http: httpx.Client) -> None:
+    image = encode(Image.fromarray(photo(48, 64)))
+    (classified,) = _post(http, "/classify", image).json()
+    response = _post(http, "/explain", image)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["top_k"] == classified["top_k"] and body["target"] == classified["index"]
+    cam = np.array(body["map"])
+    assert cam.shape == (32, 32) and cam.min() >= 0 and cam.max() <= 1
+    overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay_png"])))
+    assert overlay.format == "PNG" and overlay.size == (256, 256)
+    chosen = _post(http, "/explain", image, target=3).json()
+    assert chosen["target"] == 3 and chosen["target_label"] == "cat" and chosen["layer"] == body["layer"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "image", "status", "message"),
+    [
+        ({"target": 10}, None, 400, "class must be in 0..9, got 10"),
+        ({"target": -1}, None, 400, "target"),
+        ({}, b"not an image", 400, "the upload is not an image"),
+    ],
+)
+def test_explain_bad_input_is_a_4xx_and_the_server_lives(
+    http: httpx.Client, fields: dict, image: bytes | None, status: int, message: str
+) -> None:
+    response = _post(http, "/explain", image or GOOD["rgb png"], **fields)
+    assert response.status_code == status and message in response.json()["error"]
+    assert http.get("/readyz").status_code == 200
 
 
 def test_deepdream_task_cancel_stops_it_at_the_next_step(http: httpx.Client) -> None:

@@ -36,7 +36,7 @@ ALLOWED = {
     "evaluate": {"base", "data", "models", "params", "evaluate"},
     "export": {"base", "data", "models", "params", "export"},
     "dream": {"base", "data", "models", "dream"},
-    "serve": {"base", "data", "models", "dream", "serve"},
+    "serve": {"base", "data", "models", "dream", "explain", "serve"},
     "explain": {"base", "data", "models", "dream", "explain"},  # backbones come from cnnpipe.dream
     "compare": {"base", "compare"},  # reads what the pipeline wrote, through DVC; runs nothing of it
     "cli": {"base", "data", "models", "dream", "serve", "params", "compare", "explain", "cli"},

@@ -62,13 +62,24 @@ def _upload(page, panel: str, name: str, data: bytes, mime: str = "image/png") -
     )
 
 
-def test_classify_shows_five_bars(page) -> None:
+def test_classify_shows_five_bars_and_the_gradcam_of_a_class_one_picks(page) -> None:
     _upload(page, "classify", "photo.png", encode(Image.fromarray(photo(64, 80))))
     page.wait_for_selector("#classify .bar >> nth=4", timeout=SLOW)
     bars = page.query_selector_all("#classify .bar")
     assert len(bars) == 5
     percents = [float(b.query_selector(".pct").inner_text().removesuffix(" %")) for b in bars]
     assert percents == sorted(percents, reverse=True) and 0 < sum(percents) <= 100.05
+
+    page.wait_for_selector("#classify .cam:not([hidden]) #cam[data-target]", timeout=SLOW)
+    top = bars[0].get_attribute("data-label")
+    assert page.eval_on_selector("#cam-class", "s => s.selectedOptions[0].text") == top  # the top class first
+    other = next(i for i in range(10) if page.eval_on_selector("#cam-class", f"s => s.options[{i}].text") != top)
+    page.select_option("#cam-class", str(other))
+    page.wait_for_selector(f'#cam[data-target="{other}"]', timeout=SLOW)
+    size = page.eval_on_selector(
+        "#cam", "img => new Promise(r => img.decode().then(() => r([img.naturalWidth, img.naturalHeight])))"
+    )
+    assert size == [256, 256]
 
 
 DROP_OR_PASTE = """([kind, bytes]) => {

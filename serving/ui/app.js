@@ -138,9 +138,29 @@ async function classify(file) {
     await painted();
     panel.dataset.ms = (performance.now() - started).toFixed(1); // upload picked → bars on screen
     $(".facts", panel).textContent = `${result.model_version ? `model ${result.model_version}, ` : ""}${panel.dataset.ms} ms`;
+    await explainClass(file, result.index);
   } catch (error) {
     bars.textContent = "";
     showError(panel, error);
+  }
+}
+
+async function explainClass(file, target) {
+  const panel = $("#classify");
+  const body = await (await api("/explain", { form: imageForm(file, { target }) })).json();
+  const bytes = Uint8Array.from(atob(body.overlay_png), (c) => c.charCodeAt(0));
+  $("#cam").src = URL.createObjectURL(new Blob([bytes], { type: "image/png" }));
+  $("#cam").dataset.target = body.target;
+  $("#cam-class").value = String(body.target);
+  $(".cam", panel).hidden = false;
+}
+
+async function explainChosen() {
+  showError($("#classify"), null);
+  try {
+    await explainClass(chosen.classify, Number($("#cam-class").value));
+  } catch (error) {
+    showError($("#classify"), error);
   }
 }
 
@@ -304,6 +324,7 @@ async function start() {
   makePicker($('.picker[data-for="superres"]'), () => ($("#upscale").disabled = false));
   makePicker($('.picker[data-for="dream"]'), () => ($("#dream-start").disabled = false));
   $("#upscale").addEventListener("click", superResolve);
+  $("#cam-class").addEventListener("change", explainChosen);
   $("#dream-start").addEventListener("click", startDream);
   $("#dream-cancel").addEventListener("click", cancelDream);
   $(".compare .slider").addEventListener("input", (event) => {
@@ -316,6 +337,7 @@ async function load() {
   try {
     const meta = await (await api("/metadata", { method: "GET" })).json();
     $("#scale").replaceChildren(...meta.scales.map((scale) => new Option(`×${scale}`, scale)));
+    $("#cam-class").replaceChildren(...meta.classes.map((name, index) => new Option(name, index)));
     $("#layers").replaceChildren(
       ...meta.dream_layers.map((layer) => new Option(layer, layer, false, layer === meta.dream_default_layer)),
     );

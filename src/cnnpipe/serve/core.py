@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from cnnpipe.dream.backbones import DEFAULT_LAYER, Backbone, BackboneError, load
 from cnnpipe.dream.engine import DreamError, DreamParams, ProgressCallback, dream, validate
 from cnnpipe.dream.presets import PRESETS, DreamRequest, dream_params
 from cnnpipe.errors import CnnpipeError
+from cnnpipe.explain.attribution import default_layer, gradcam
+from cnnpipe.explain.models import Explainable, load_explainable
+from cnnpipe.explain.render import heatmap_overlay
 from cnnpipe.models.onnx_runtime import ort_session, read_metadata
 from cnnpipe.models.upscale import DEFAULT_OVERLAP
 from cnnpipe.serve.codec import DecodedImage, RequestError
@@ -28,6 +32,8 @@ from cnnpipe.serve.limits import Limits
 
 CLASSIFIER_FILE = paths.CLASSIFIER_ONNX.name
 DREAM_CHECKPOINT_FILE = paths.CLASSIFIER_CHECKPOINT.name
+EXPLAIN_DISPLAY = 256
+"""Side in pixels of the explain overlay PNG."""
 
 
 class ModelsMissing(CnnpipeError):
@@ -98,6 +104,9 @@ class InferenceCore:
             self.models.append(ModelInfo(f"sr_x{scale}", path.name, _sha256(path), meta.get("provenance")))
         self.dream_backbone_name = dream_backbone
         self._backbone: Backbone | None = None  # loaded on first DeepDream request (PyTorch)
+        self._explainable: Explainable | None = None  # loaded on first explain request (PyTorch)
+        self._explain_layer = ""
+        self._explain_lock = threading.Lock()
 
     # ------------------------------------------------------------------ metadata
 
@@ -150,6 +159,43 @@ class InferenceCore:
         """Classify several uploads in one batch; a bad upload raises before any inference."""
         inputs = [self.classifier_input(data) for data in uploads]
         return self.classify_arrays(np.stack(inputs), top_k) if inputs else []
+
+    # ------------------------------------------------------------------ explain
+
+    def _explainer(self) -> Explainable:
+        """The classifier's PyTorch checkpoint (Grad-CAM needs gradients; ONNX Runtime has none)."""
+        if self._explainable is None:
+            path = self.models_dir / DREAM_CHECKPOINT_FILE
+            if not path.is_file():
+                raise RequestError("unprocessable", f"explain needs {path.name} beside the ONNX models")
+            net = load_explainable("classifier", torch.device("cpu"), classifier_checkpoint=path)
+            self._explain_layer = default_layer(net.model, torch.zeros(1, 3, net.input_size, net.input_size))
+            self._explainable = net
+        return self._explainable
+
+    def explain(self, data: bytes, target: int | None = None, top_k: int = 5) -> dict[str, Any]:
+        """Top-k (ONNX Runtime, as :meth:`classify`) plus Grad-CAM of ``target`` (default: the top
+        class) at the classifier's last convolutional group: the raw map (the model's input size,
+        [0, 1]) and a PNG of it over the centre square the model saw, at ``EXPLAIN_DISPLAY`` px."""
+        image = self.decode(data)
+        if target is not None and not 0 <= target < len(self.classes):
+            raise RequestError("invalid", f"class must be in 0..{len(self.classes) - 1}, got {target}")
+        model_input = classifier_input(image, self.input_size)
+        result = self.classify_arrays(model_input[None], top_k)[0]
+        chosen = result["index"] if target is None else target
+        net = self._explainer()
+        with self._explain_lock:  # Captum hooks the shared model: one Grad-CAM at a time
+            x = torch.from_numpy(model_input)[None]
+            cam = gradcam(net.model, x, chosen, self._explain_layer)
+        display = center_square(image.rgb, EXPLAIN_DISPLAY)[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+        return {
+            **result,
+            "target": chosen,
+            "target_label": self.classes[chosen],
+            "layer": self._explain_layer,
+            "map": cam.numpy().round(4).tolist(),
+            "overlay_png": encode_png(heatmap_overlay(display, cam)),
+        }
 
     # ------------------------------------------------------------------ super-resolution
 

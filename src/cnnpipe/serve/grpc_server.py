@@ -168,6 +168,25 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         )
 
     @_unary
+    def Explain(self, request: pb.ExplainRequest, context: grpc.ServicerContext) -> pb.ExplainResponse:
+        target = request.target if request.HasField("target") else None
+        result = self.core.explain(request.image, target)
+        cam = result["map"]
+        return pb.ExplainResponse(
+            label=result["label"],
+            index=result["index"],
+            top_k=[pb.ClassProbability(**entry) for entry in result["top_k"]],
+            model_version=result["model_version"],
+            target=result["target"],
+            target_label=result["target_label"],
+            layer=result["layer"],
+            map_height=len(cam),
+            map_width=len(cam[0]),
+            map=[v for row in cam for v in row],
+            overlay_png=result["overlay_png"],
+        )
+
+    @_unary
     def SuperResolve(self, request: pb.SuperResolveRequest, context: grpc.ServicerContext) -> pb.SuperResolveResponse:
         png, width, height = self.core.super_resolve(request.image, request.scale)
         version = next(m.version for m in self.core.models if m.name == f"sr_x{request.scale}")

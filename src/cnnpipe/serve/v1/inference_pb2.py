@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n cnnpipe/serve/v1/inference.proto\x12\ncnnpipe.v1\x1a\x1cgoogle/protobuf/struct.proto\"/\n\x0f\x43lassifyRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\r\n\x05top_k\x18\x02 \x01(\r\"E\n\x10\x43lassProbability\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\"t\n\x10\x43lassifyResponse\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12+\n\x05top_k\x18\x03 \x03(\x0b\x32\x1c.cnnpipe.v1.ClassProbability\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"3\n\x13SuperResolveRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\r\n\x05scale\x18\x02 \x01(\r\"Y\n\x14SuperResolveResponse\x12\x0b\n\x03png\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"\x81\x02\n\x10\x44\x65\x65pDreamRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0e\n\x06layers\x18\x02 \x03(\t\x12\x14\n\x07octaves\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x19\n\x0coctave_scale\x18\x04 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05steps\x18\x05 \x01(\rH\x02\x88\x01\x01\x12\x0f\n\x02lr\x18\x06 \x01(\x02H\x03\x88\x01\x01\x12\x13\n\x06jitter\x18\x07 \x01(\rH\x04\x88\x01\x01\x12\x11\n\x04seed\x18\x08 \x01(\x03H\x05\x88\x01\x01\x12\x0e\n\x06preset\x18\t \x01(\tB\n\n\x08_octavesB\x0f\n\r_octave_scaleB\x08\n\x06_stepsB\x05\n\x03_lrB\t\n\x07_jitterB\x07\n\x05_seed\"c\n\x11\x44\x65\x65pDreamProgress\x12\x0e\n\x06octave\x18\x01 \x01(\r\x12\x0f\n\x07octaves\x18\x02 \x01(\r\x12\x0c\n\x04step\x18\x03 \x01(\r\x12\r\n\x05steps\x18\x04 \x01(\r\x12\x10\n\x08\x66raction\x18\x05 \x01(\x02\"]\n\x0f\x44\x65\x65pDreamUpdate\x12\x31\n\x08progress\x18\x01 \x01(\x0b\x32\x1d.cnnpipe.v1.DeepDreamProgressH\x00\x12\r\n\x03png\x18\x02 \x01(\x0cH\x00\x42\x08\n\x06update\"\x14\n\x12GetMetadataRequest\"t\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12*\n\nprovenance\x18\x05 \x01(\x0b\x32\x16.cnnpipe.v1.Provenance\"\x92\x01\n\nProvenance\x12\x0e\n\x06\x63ommit\x18\x01 \x01(\t\x12\r\n\x05\x64irty\x18\x02 \x01(\x08\x12\x12\n\nexperiment\x18\x03 \x01(\t\x12\'\n\x06params\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07metrics\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xb0\x01\n\x08Metadata\x12\x0f\n\x07\x63lasses\x18\x01 \x03(\t\x12\x0e\n\x06scales\x18\x02 \x03(\r\x12%\n\x06models\x18\x03 \x03(\x0b\x32\x15.cnnpipe.v1.ModelInfo\x12\x17\n\x0f\x63nnpipe_version\x18\x04 \x01(\t\x12\x16\n\x0e\x64ream_backbone\x18\x05 \x01(\t\x12\x14\n\x0c\x64ream_layers\x18\x06 \x03(\t\x12\x15\n\rdream_presets\x18\x07 \x03(\t2\xb4\x02\n\tInference\x12\x45\n\x08\x43lassify\x12\x1b.cnnpipe.v1.ClassifyRequest\x1a\x1c.cnnpipe.v1.ClassifyResponse\x12Q\n\x0cSuperResolve\x12\x1f.cnnpipe.v1.SuperResolveRequest\x1a .cnnpipe.v1.SuperResolveResponse\x12H\n\tDeepDream\x12\x1c.cnnpipe.v1.DeepDreamRequest\x1a\x1b.cnnpipe.v1.DeepDreamUpdate0\x01\x12\x43\n\x0bGetMetadata\x12\x1e.cnnpipe.v1.GetMetadataRequest\x1a\x14.cnnpipe.v1.Metadatab\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n cnnpipe/serve/v1/inference.proto\x12\ncnnpipe.v1\x1a\x1cgoogle/protobuf/struct.proto\"/\n\x0f\x43lassifyRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\r\n\x05top_k\x18\x02 \x01(\r\"E\n\x10\x43lassProbability\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\"t\n\x10\x43lassifyResponse\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12+\n\x05top_k\x18\x03 \x03(\x0b\x32\x1c.cnnpipe.v1.ClassProbability\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"?\n\x0e\x45xplainRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x13\n\x06target\x18\x02 \x01(\rH\x00\x88\x01\x01\x42\t\n\x07_target\"\xf1\x01\n\x0f\x45xplainResponse\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12+\n\x05top_k\x18\x03 \x03(\x0b\x32\x1c.cnnpipe.v1.ClassProbability\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\r\x12\x14\n\x0ctarget_label\x18\x06 \x01(\t\x12\r\n\x05layer\x18\x07 \x01(\t\x12\x12\n\nmap_height\x18\x08 \x01(\r\x12\x11\n\tmap_width\x18\t \x01(\r\x12\x0b\n\x03map\x18\n \x03(\x02\x12\x13\n\x0boverlay_png\x18\x0b \x01(\x0c\"3\n\x13SuperResolveRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\r\n\x05scale\x18\x02 \x01(\r\"Y\n\x14SuperResolveResponse\x12\x0b\n\x03png\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"\x81\x02\n\x10\x44\x65\x65pDreamRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0e\n\x06layers\x18\x02 \x03(\t\x12\x14\n\x07octaves\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x19\n\x0coctave_scale\x18\x04 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05steps\x18\x05 \x01(\rH\x02\x88\x01\x01\x12\x0f\n\x02lr\x18\x06 \x01(\x02H\x03\x88\x01\x01\x12\x13\n\x06jitter\x18\x07 \x01(\rH\x04\x88\x01\x01\x12\x11\n\x04seed\x18\x08 \x01(\x03H\x05\x88\x01\x01\x12\x0e\n\x06preset\x18\t \x01(\tB\n\n\x08_octavesB\x0f\n\r_octave_scaleB\x08\n\x06_stepsB\x05\n\x03_lrB\t\n\x07_jitterB\x07\n\x05_seed\"c\n\x11\x44\x65\x65pDreamProgress\x12\x0e\n\x06octave\x18\x01 \x01(\r\x12\x0f\n\x07octaves\x18\x02 \x01(\r\x12\x0c\n\x04step\x18\x03 \x01(\r\x12\r\n\x05steps\x18\x04 \x01(\r\x12\x10\n\x08\x66raction\x18\x05 \x01(\x02\"]\n\x0f\x44\x65\x65pDreamUpdate\x12\x31\n\x08progress\x18\x01 \x01(\x0b\x32\x1d.cnnpipe.v1.DeepDreamProgressH\x00\x12\r\n\x03png\x18\x02 \x01(\x0cH\x00\x42\x08\n\x06update\"\x14\n\x12GetMetadataRequest\"t\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12*\n\nprovenance\x18\x05 \x01(\x0b\x32\x16.cnnpipe.v1.Provenance\"\x92\x01\n\nProvenance\x12\x0e\n\x06\x63ommit\x18\x01 \x01(\t\x12\r\n\x05\x64irty\x18\x02 \x01(\x08\x12\x12\n\nexperiment\x18\x03 \x01(\t\x12\'\n\x06params\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07metrics\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xb0\x01\n\x08Metadata\x12\x0f\n\x07\x63lasses\x18\x01 \x03(\t\x12\x0e\n\x06scales\x18\x02 \x03(\r\x12%\n\x06models\x18\x03 \x03(\x0b\x32\x15.cnnpipe.v1.ModelInfo\x12\x17\n\x0f\x63nnpipe_version\x18\x04 \x01(\t\x12\x16\n\x0e\x64ream_backbone\x18\x05 \x01(\t\x12\x14\n\x0c\x64ream_layers\x18\x06 \x03(\t\x12\x15\n\rdream_presets\x18\x07 \x03(\t2\xf8\x02\n\tInference\x12\x45\n\x08\x43lassify\x12\x1b.cnnpipe.v1.ClassifyRequest\x1a\x1c.cnnpipe.v1.ClassifyResponse\x12Q\n\x0cSuperResolve\x12\x1f.cnnpipe.v1.SuperResolveRequest\x1a .cnnpipe.v1.SuperResolveResponse\x12H\n\tDeepDream\x12\x1c.cnnpipe.v1.DeepDreamRequest\x1a\x1b.cnnpipe.v1.DeepDreamUpdate0\x01\x12\x43\n\x0bGetMetadata\x12\x1e.cnnpipe.v1.GetMetadataRequest\x1a\x14.cnnpipe.v1.Metadata\x12\x42\n\x07\x45xplain\x12\x1a.cnnpipe.v1.ExplainRequest\x1a\x1b.cnnpipe.v1.ExplainResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,24 +38,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLASSPROBABILITY']._serialized_end=196
   _globals['_CLASSIFYRESPONSE']._serialized_start=198
   _globals['_CLASSIFYRESPONSE']._serialized_end=314
-  _globals['_SUPERRESOLVEREQUEST']._serialized_start=316
-  _globals['_SUPERRESOLVEREQUEST']._serialized_end=367
-  _globals['_SUPERRESOLVERESPONSE']._serialized_start=369
-  _globals['_SUPERRESOLVERESPONSE']._serialized_end=458
-  _globals['_DEEPDREAMREQUEST']._serialized_start=461
-  _globals['_DEEPDREAMREQUEST']._serialized_end=718
-  _globals['_DEEPDREAMPROGRESS']._serialized_start=720
-  _globals['_DEEPDREAMPROGRESS']._serialized_end=819
-  _globals['_DEEPDREAMUPDATE']._serialized_start=821
-  _globals['_DEEPDREAMUPDATE']._serialized_end=914
-  _globals['_GETMETADATAREQUEST']._serialized_start=916
-  _globals['_GETMETADATAREQUEST']._serialized_end=936
-  _globals['_MODELINFO']._serialized_start=938
-  _globals['_MODELINFO']._serialized_end=1054
-  _globals['_PROVENANCE']._serialized_start=1057
-  _globals['_PROVENANCE']._serialized_end=1203
-  _globals['_METADATA']._serialized_start=1206
-  _globals['_METADATA']._serialized_end=1382
-  _globals['_INFERENCE']._serialized_start=1385
-  _globals['_INFERENCE']._serialized_end=1693
+  _globals['_EXPLAINREQUEST']._serialized_start=316
+  _globals['_EXPLAINREQUEST']._serialized_end=379
+  _globals['_EXPLAINRESPONSE']._serialized_start=382
+  _globals['_EXPLAINRESPONSE']._serialized_end=623
+  _globals['_SUPERRESOLVEREQUEST']._serialized_start=625
+  _globals['_SUPERRESOLVEREQUEST']._serialized_end=676
+  _globals['_SUPERRESOLVERESPONSE']._serialized_start=678
+  _globals['_SUPERRESOLVERESPONSE']._serialized_end=767
+  _globals['_DEEPDREAMREQUEST']._serialized_start=770
+  _globals['_DEEPDREAMREQUEST']._serialized_end=1027
+  _globals['_DEEPDREAMPROGRESS']._serialized_start=1029
+  _globals['_DEEPDREAMPROGRESS']._serialized_end=1128
+  _globals['_DEEPDREAMUPDATE']._serialized_start=1130
+  _globals['_DEEPDREAMUPDATE']._serialized_end=1223
+  _globals['_GETMETADATAREQUEST']._serialized_start=1225
+  _globals['_GETMETADATAREQUEST']._serialized_end=1245
+  _globals['_MODELINFO']._serialized_start=1247
+  _globals['_MODELINFO']._serialized_end=1363
+  _globals['_PROVENANCE']._serialized_start=1366
+  _globals['_PROVENANCE']._serialized_end=1512
+  _globals['_METADATA']._serialized_start=1515
+  _globals['_METADATA']._serialized_end=1691
+  _globals['_INFERENCE']._serialized_start=1694
+  _globals['_INFERENCE']._serialized_end=2070
 # @@protoc_insertion_point(module_scope)

@@ -37,6 +37,40 @@ class ClassifyResponse(_message.Message):
     model_version: str
     def __init__(self, label: _Optional[str] = ..., index: _Optional[int] = ..., top_k: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
 
+class ExplainRequest(_message.Message):
+    __slots__ = ("image", "target")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    target: int
+    def __init__(self, image: _Optional[bytes] = ..., target: _Optional[int] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ("label", "index", "top_k", "model_version", "target", "target_label", "layer", "map_height", "map_width", "map", "overlay_png")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    TARGET_LABEL_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    MAP_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    MAP_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    MAP_FIELD_NUMBER: _ClassVar[int]
+    OVERLAY_PNG_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    index: int
+    top_k: _containers.RepeatedCompositeFieldContainer[ClassProbability]
+    model_version: str
+    target: int
+    target_label: str
+    layer: str
+    map_height: int
+    map_width: int
+    map: _containers.RepeatedScalarFieldContainer[float]
+    overlay_png: bytes
+    def __init__(self, label: _Optional[str] = ..., index: _Optional[int] = ..., top_k: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., model_version: _Optional[str] = ..., target: _Optional[int] = ..., target_label: _Optional[str] = ..., layer: _Optional[str] = ..., map_height: _Optional[int] = ..., map_width: _Optional[int] = ..., map: _Optional[_Iterable[float]] = ..., overlay_png: _Optional[bytes] = ...) -> None: ...
+
 class SuperResolveRequest(_message.Message):
     __slots__ = ("image", "scale")
     IMAGE_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,11 @@ class InferenceStub:
                 request_serializer=cnnpipe_dot_serve_dot_v1_dot_inference__pb2.GetMetadataRequest.SerializeToString,
                 response_deserializer=cnnpipe_dot_serve_dot_v1_dot_inference__pb2.Metadata.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/cnnpipe.v1.Inference/Explain',
+                request_serializer=cnnpipe_dot_serve_dot_v1_dot_inference__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=cnnpipe_dot_serve_dot_v1_dot_inference__pb2.ExplainResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServicer:
@@ -87,6 +92,13 @@ class InferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Explain(self, request, context):
+        """Top-k of one image plus Grad-CAM of a class (default: the top one): the raw map and an overlay PNG.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +121,11 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.GetMetadata,
                     request_deserializer=cnnpipe_dot_serve_dot_v1_dot_inference__pb2.GetMetadataRequest.FromString,
                     response_serializer=cnnpipe_dot_serve_dot_v1_dot_inference__pb2.Metadata.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=cnnpipe_dot_serve_dot_v1_dot_inference__pb2.ExplainRequest.FromString,
+                    response_serializer=cnnpipe_dot_serve_dot_v1_dot_inference__pb2.ExplainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +236,33 @@ class Inference:
             '/cnnpipe.v1.Inference/GetMetadata',
             cnnpipe_dot_serve_dot_v1_dot_inference__pb2.GetMetadataRequest.SerializeToString,
             cnnpipe_dot_serve_dot_v1_dot_inference__pb2.Metadata.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cnnpipe.v1.Inference/Explain',
+            cnnpipe_dot_serve_dot_v1_dot_inference__pb2.ExplainRequest.SerializeToString,
+            cnnpipe_dot_serve_dot_v1_dot_inference__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,
