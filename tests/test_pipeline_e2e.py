@@ -36,6 +36,7 @@ def test_repro_builds_every_declared_output(repo: Path) -> None:
         "evaluate",
         "export_onnx",
         "dream_gallery",
+        "explain_gallery",
         "train_sr@2",
         "train_sr@3",
         "evaluate_sr@2",
@@ -51,6 +52,9 @@ def test_repro_builds_every_declared_output(repo: Path) -> None:
         "models/classifier.onnx",
         "plots/confusion.csv",
         "plots/dream_gallery.png",
+        "plots/explain_gallery.png",
+        "plots/filters.png",
+        "plots/activations.png",
         *(f"models/sr_x{s}.{ext}" for s in (2, 3) for ext in ("pt", "onnx")),
         *(f"plots/sr_x{s}_comparison.png" for s in (2, 3)),
         *(f"dvclive/sr_x{s}/plots/metrics/train_psnr.tsv" for s in (2, 3)),
@@ -106,7 +110,13 @@ def test_a_param_change_reruns_only_what_depends_on_it_and_shows_in_diffs(repo: 
     _git(repo, "commit", "-qm", "run 1")
 
     _edit_params(repo, {"classifier": {"epochs": 3}})
-    assert _ran(_dvc(repo, "repro")) == {"train_classifier", "evaluate", "export_onnx", "dream_gallery"}
+    assert _ran(_dvc(repo, "repro")) == {
+        "train_classifier",
+        "evaluate",
+        "export_onnx",
+        "dream_gallery",
+        "explain_gallery",
+    }
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "run 2")
 
@@ -120,6 +130,7 @@ def test_a_param_change_reruns_only_what_depends_on_it_and_shows_in_diffs(repo: 
 
     plots = json.loads(_dvc(repo, "plots", "show", "--json").stdout)
     assert {"plots/confusion.csv", "plots/sr_x3_comparison.png", "plots/dream_gallery.png"} <= set(plots["data"])
+    assert {"plots/explain_gallery.png", "plots/filters.png", "plots/activations.png"} <= set(plots["data"])
 
 
 def test_export_outside_tolerance_fails_and_leaves_no_onnx(repo: Path) -> None:

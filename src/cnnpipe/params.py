@@ -159,6 +159,18 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class ExplainGalleryParams:
+    """The look-inside gallery: how many CIFAR-10 test images, and the layers whose activations are drawn."""
+
+    images: int = 6
+    layers: list[str] = field(default_factory=lambda: ["features.1", "features.2", "features.3", "features.4"])
+
+    def __post_init__(self) -> None:
+        _require(self.images >= 1, f"explain_gallery.images must be >= 1, got {self.images}")
+        _require(bool(self.layers), "explain_gallery.layers must name at least one layer")
+
+
+@dataclass(frozen=True)
 class DreamGalleryParams:
     """The gallery's images and layers; the dream settings are a preset of
     :mod:`cnnpipe.dream.presets`, each overridable (``null`` = the preset's value)."""
@@ -205,6 +217,7 @@ class Params:
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     export: ExportParams = field(default_factory=ExportParams)
     dream_gallery: DreamGalleryParams = field(default_factory=DreamGalleryParams)
+    explain_gallery: ExplainGalleryParams = field(default_factory=ExplainGalleryParams)
 
 
 def _coerce(value: Any, kind: Any, name: str) -> Any:

@@ -26,6 +26,9 @@ CLASSIFIER_EXPORT_METRICS = METRICS / "export.json"
 PLOTS = Path("plots")
 CONFUSION = PLOTS / "confusion.csv"
 DREAM_GALLERY = PLOTS / "dream_gallery.png"
+EXPLAIN_GALLERY = PLOTS / "explain_gallery.png"
+FILTERS = PLOTS / "filters.png"
+ACTIVATIONS = PLOTS / "activations.png"
 
 LIVE = Path("dvclive")
 CLASSIFIER_LIVE = LIVE / "classifier"
