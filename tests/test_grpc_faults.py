@@ -73,6 +73,9 @@ class BrokenCore:
     def metadata(self) -> dict:
         raise KeyError("boom in metadata")
 
+    def explain(self, *args: object, **kwargs: object) -> object:
+        raise IndexError("boom in explain")
+
 
 @pytest.fixture
 def broken_server():
@@ -91,6 +94,7 @@ def test_a_bug_inside_any_call_is_internal_and_releases_the_slot(broken_server, 
         lambda: stub.Classify(pb.ClassifyRequest(image=GOOD["rgb png"]), timeout=10),
         lambda: stub.SuperResolve(pb.SuperResolveRequest(image=GOOD["rgb png"], scale=2), timeout=10),
         lambda: stub.GetMetadata(pb.GetMetadataRequest(), timeout=10),
+        lambda: stub.Explain(pb.ExplainRequest(image=GOOD["rgb png"]), timeout=10),
         *[lambda: list(stub.DeepDream(pb.DeepDreamRequest(image=GOOD["rgb png"]), timeout=10))] * 3,
     ]
     for call in calls:
@@ -170,6 +174,13 @@ def test_every_rpc_through_reflection_follows_the_status_table(served_models: Pa
             ({"image": ok, "octaves": 1, "steps": 1}, None),
             ({"image": ok, "steps": 0}, "INVALID_ARGUMENT"),
             ({"image": AWKWARD["1x1"]}, "INVALID_ARGUMENT"),
+            ({"image": too_large}, "RESOURCE_EXHAUSTED"),
+        ],
+        "Explain": [
+            ({"image": ok}, None),
+            ({"image": ok, "target": 3}, None),
+            ({"image": ok, "target": 10}, "INVALID_ARGUMENT"),
+            ({"image": invalid}, "INVALID_ARGUMENT"),
             ({"image": too_large}, "RESOURCE_EXHAUSTED"),
         ],
         "GetMetadata": [({}, None)],

@@ -92,7 +92,8 @@ def test_second_repro_does_nothing(repo: Path) -> None:
 
 def test_editing_a_module_a_stage_runs_makes_dvc_status_report_it(repo: Path) -> None:
     """dvc.yaml's code deps are complete: colour conversion (cnnpipe/data/color.py) runs in SR
-    training, evaluation and export and in the classifier export, so each of them goes stale."""
+    training, evaluation and export, in the classifier export and in the explain gallery (images to
+    float), so each of them goes stale."""
     module = repo / "src/cnnpipe/data/color.py"
     original = module.read_text()
     try:
@@ -101,7 +102,7 @@ def test_editing_a_module_a_stage_runs_makes_dvc_status_report_it(repo: Path) ->
     finally:
         module.write_text(original)
     users = {f"{stage}@{scale}" for stage in ("train_sr", "evaluate_sr", "export_sr") for scale in (2, 3)}
-    assert stale == users | {"export_onnx"}
+    assert stale == users | {"export_onnx", "explain_gallery"}
     assert "up to date" in _dvc(repo, "status").stdout
 
 
