@@ -30,7 +30,8 @@ def main(models: Path) -> None:
         page.goto(f"{base}/ui/")
         page.wait_for_selector("body[data-ready=true]", timeout=120_000)
         page.click('.picker[data-for="classify"] .samples button >> nth=0')
-        page.wait_for_selector("#classify[data-ms]", timeout=120_000)
+        page.wait_for_selector("#classify .cam:not([hidden]) #cam[data-target]", timeout=120_000)
+        page.eval_on_selector("#cam", "img => img.decode()")
         page.screenshot(path=ROOT / "docs/ui-classify.png")
 
         page.click("[data-tab=superres]")
