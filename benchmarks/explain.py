@@ -63,8 +63,9 @@ def curves(
     for k in range(1, steps + 1):
         masks[k, order[: round(n * k / steps)]] = 1
     masks = masks.view(steps + 1, 1, h, w)
-    deleted = image * (1 - masks) + (blurred(image[None]) * masks if fill == "blur" else 0)
-    inserted = blurred(image[None]) * (1 - masks) + image * masks
+    soft = blurred(image[None])
+    deleted = image * (1 - masks) + (soft * masks if fill == "blur" else 0)
+    inserted = soft * (1 - masks) + image * masks
     probs = model(torch.cat([deleted, inserted])).softmax(1)[:, target]
     auc = lambda p: float(((p[1:] + p[:-1]) / 2).mean())  # noqa: E731  # trapezoid on [0, 1]
     return auc(probs[: steps + 1]), auc(probs[steps + 1 :])

@@ -86,11 +86,11 @@ def _explainable(args: argparse.Namespace) -> Explainable:
 def _square_input(path: str, size: int, device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
     """The image as the nets see it (centre square, antialiased resize, [0, 1]) and as people see
     it (the same square at ``DISPLAY`` px)."""
-    from cnnpipe.data.images import center_square, read_rgb
+    from cnnpipe.data.images import center_square, center_square_rgb, read_rgb
 
     rgb = read_rgb(Path(path))
     model_input = (center_square(rgb, size) / 255).clamp(0, 1).to(device)
-    display = center_square(rgb, DISPLAY)[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+    display = center_square_rgb(rgb, DISPLAY)
     return model_input, display
 
 

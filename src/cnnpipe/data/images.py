@@ -72,5 +72,11 @@ def center_square(rgb: np.ndarray, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=side > size, align_corners=False)
 
 
+def center_square_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
+    """:func:`center_square` as a picture: uint8 size×size×3 (for drawing over, not for the nets)."""
+    return center_square(rgb, size)[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+
+
+
 def load_folder(folder: Path) -> list[np.ndarray]:
     return [read_rgb(p) for p in list_images(folder)]

@@ -20,6 +20,11 @@ PAD, HEADER, CELL = 4, 28, 128
 COLUMNS = ("image", "Grad-CAM: true", "Grad-CAM: predicted", "guided backprop", "guided Grad-CAM")
 
 
+def _picture(image: torch.Tensor) -> np.ndarray:
+    """3×H×W in [0, 1] → uint8 H×W×3."""
+    return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
 def _titled(panels: Sequence[tuple[str, np.ndarray]]) -> Image.Image:
     """Pictures side by side, each under its title."""
     width = sum(p.shape[1] for _, p in panels) + PAD * (len(panels) + 1)
@@ -54,7 +59,7 @@ def attribution_gallery(
         predicted = explain(model, x, "guided-gradcam", layer=layer)
         true = explain(model, x, "gradcam", target=int(label), layer=layer) if predicted.target != label else predicted
         guided = explain(model, x, "guided-backprop", target=predicted.target)
-        rgb = upscale_nearest((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), CELL // image.shape[-1])
+        rgb = upscale_nearest(_picture(image), CELL // image.shape[-1])
         assert true.cam is not None and predicted.cam is not None
         assert guided.gradient is not None and predicted.gradient is not None
         p = float(predicted.probabilities[predicted.target])
@@ -90,5 +95,5 @@ def activations_picture(model: nn.Module, image: torch.Tensor, layers: Sequence[
     for layer in layers:
         maps = activations(model, image[None], layer)
         panels.append((f"{layer}: {maps.shape[1]}×{maps.shape[2]}×{maps.shape[3]}", activation_grid(maps, 32, cell=48)))
-    rgb = upscale_nearest((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), 4)
+    rgb = upscale_nearest(_picture(image), 4)
     return _titled([("image", rgb), *panels])

@@ -17,7 +17,7 @@ import onnxruntime as ort
 import torch
 
 from cnnpipe import __version__, paths
-from cnnpipe.data.images import center_square, encode_png
+from cnnpipe.data.images import center_square, center_square_rgb, encode_png
 from cnnpipe.dream.backbones import DEFAULT_LAYER, Backbone, BackboneError, load_backbone
 from cnnpipe.dream.engine import DreamError, DreamParams, ProgressCallback, dream, validate
 from cnnpipe.dream.presets import PRESETS, DreamRequest, dream_params
@@ -187,7 +187,7 @@ class InferenceCore:
         with self._explain_lock:  # Captum hooks the shared model: one Grad-CAM at a time
             x = torch.from_numpy(model_input)[None]
             cam = gradcam(net.model, x, chosen, self._explain_layer)
-        display = center_square(image.rgb, EXPLAIN_DISPLAY)[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+        display = center_square_rgb(image.rgb, EXPLAIN_DISPLAY)
         return {
             **result,
             "target": chosen,
