@@ -25,7 +25,7 @@ TINY = {
     },
     "evaluate": {"sr_examples": 2, "sr_crop": 48},
     "dream_gallery": {"images": 2, "size": 32, "layers": ["features.1", "features.3"], "octaves": 2, "steps": 2},
-    "explain_gallery": {"images": 2},
+    "explain_gallery": {"images": 2, "class_steps": 4},
 }
 
 

@@ -55,12 +55,17 @@ def test_repro_builds_every_declared_output(repo: Path) -> None:
         "plots/explain_gallery.png",
         "plots/filters.png",
         "plots/activations.png",
+        "plots/class_maximization.png",
         *(f"models/sr_x{s}.{ext}" for s in (2, 3) for ext in ("pt", "onnx")),
         *(f"plots/sr_x{s}_comparison.png" for s in (2, 3)),
         *(f"dvclive/sr_x{s}/plots/metrics/train_psnr.tsv" for s in (2, 3)),
         "dvclive/classifier/plots/metrics/test_acc.tsv",
     ):
         assert (repo / out).exists(), out
+
+    maximised = json.loads((repo / "metrics/class_maximization.json").read_text())
+    assert set(maximised["per_class"]) == set(cifar10.CLASSES) and 0 <= maximised["robust_classes"] <= 10
+    assert all(0 <= c["worst_p"] <= c["mean_p"] <= 1 for c in maximised["per_class"].values())
 
     classifier = json.loads((repo / "metrics/classifier.json").read_text())
     assert 0.0 <= classifier["accuracy"] <= 1.0
@@ -131,7 +136,8 @@ def test_a_param_change_reruns_only_what_depends_on_it_and_shows_in_diffs(repo: 
 
     plots = json.loads(_dvc(repo, "plots", "show", "--json").stdout)
     assert {"plots/confusion.csv", "plots/sr_x3_comparison.png", "plots/dream_gallery.png"} <= set(plots["data"])
-    assert {"plots/explain_gallery.png", "plots/filters.png", "plots/activations.png"} <= set(plots["data"])
+    looks = {"plots/explain_gallery.png", "plots/filters.png", "plots/activations.png", "plots/class_maximization.png"}
+    assert looks <= set(plots["data"])
 
 
 def test_export_outside_tolerance_fails_and_leaves_no_onnx(repo: Path) -> None:

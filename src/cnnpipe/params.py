@@ -160,13 +160,17 @@ class EvaluateParams:
 
 @dataclass(frozen=True)
 class ExplainGalleryParams:
-    """The look-inside gallery: how many CIFAR-10 test images, and the layers whose activations are drawn."""
+    """The look-inside gallery: how many CIFAR-10 test images, the layers whose activations are drawn,
+    and the optimisation steps of each class-maximisation image."""
 
     images: int = 6
     layers: list[str] = field(default_factory=lambda: ["features.1", "features.2", "features.3", "features.4"])
+    class_steps: int = 256
 
     def __post_init__(self) -> None:
         _require(self.images >= 1, f"explain_gallery.images must be >= 1, got {self.images}")
+        steps = self.class_steps
+        _require(1 <= steps <= 2000, f"explain_gallery.class_steps must be in 1..2000, got {steps}")
         _require(bool(self.layers), "explain_gallery.layers must name at least one layer")
 
 

@@ -29,6 +29,8 @@ DREAM_GALLERY = PLOTS / "dream_gallery.png"
 EXPLAIN_GALLERY = PLOTS / "explain_gallery.png"
 FILTERS = PLOTS / "filters.png"
 ACTIVATIONS = PLOTS / "activations.png"
+CLASS_MAXIMIZATION = PLOTS / "class_maximization.png"
+CLASS_MAXIMIZATION_METRICS = METRICS / "class_maximization.json"
 
 LIVE = Path("dvclive")
 CLASSIFIER_LIVE = LIVE / "classifier"

@@ -42,6 +42,14 @@ class Progress:
 ProgressCallback = Callable[[Progress], bool | None]
 
 
+def report(progress: ProgressCallback | None, state: Progress) -> None:
+    """Tell ``progress`` where the loop is; it returning False stops the loop (DreamCancelled).
+    Shared by every on-device optimisation loop (DeepDream, class maximisation, style transfer)."""
+    if progress is not None and progress(state) is False:
+        where = f"octave {state.octave}, step {state.step}" if state.octaves > 1 else f"step {state.step}"
+        raise DreamCancelled(f"cancelled at {where}")
+
+
 @dataclass(frozen=True)
 class DreamParams:
     """What to amplify and how hard. ``layers`` maps layer name (or index) to its weight.
@@ -193,10 +201,7 @@ def dream_tensor(
             if params.jitter:
                 img = img.roll((-dy, -dx), dims=(2, 3))
             done += 1
-            if progress is not None:
-                keep_going = progress(Progress(octave, params.octaves, step, params.steps, done / total))
-                if keep_going is False:
-                    raise DreamCancelled(f"cancelled at octave {octave}, step {step}")
+            report(progress, Progress(octave, params.octaves, step, params.steps, done / total))
         detail = img - base
     return img
 

@@ -13,16 +13,19 @@ from torch import nn
 
 from cnnpipe.explain.attribution import default_layer, explain
 from cnnpipe.explain.features import activations, first_conv
-from cnnpipe.explain.render import activation_grid, filter_grid, gradient_image, heatmap_overlay, upscale_nearest
+from cnnpipe.explain.maximize import Robustness
+from cnnpipe.explain.render import (
+    activation_grid,
+    filter_grid,
+    gradient_image,
+    heatmap_overlay,
+    rgb_picture,
+    upscale_nearest,
+)
 from cnnpipe.progress import progress
 
 PAD, HEADER, CELL = 4, 28, 128
 COLUMNS = ("image", "Grad-CAM: true", "Grad-CAM: predicted", "guided backprop", "guided Grad-CAM")
-
-
-def _picture(image: torch.Tensor) -> np.ndarray:
-    """3×H×W in [0, 1] → uint8 H×W×3."""
-    return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
 def _titled(panels: Sequence[tuple[str, np.ndarray]]) -> Image.Image:
@@ -59,7 +62,7 @@ def attribution_gallery(
         predicted = explain(model, x, "guided-gradcam", layer=layer)
         true = explain(model, x, "gradcam", target=int(label), layer=layer) if predicted.target != label else predicted
         guided = explain(model, x, "guided-backprop", target=predicted.target)
-        rgb = upscale_nearest(_picture(image), CELL // image.shape[-1])
+        rgb = upscale_nearest(rgb_picture(image), CELL // image.shape[-1])
         assert true.cam is not None and predicted.cam is not None
         assert guided.gradient is not None and predicted.gradient is not None
         p = float(predicted.probabilities[predicted.target])
@@ -95,5 +98,19 @@ def activations_picture(model: nn.Module, image: torch.Tensor, layers: Sequence[
     for layer in layers:
         maps = activations(model, image[None], layer)
         panels.append((f"{layer}: {maps.shape[1]}×{maps.shape[2]}×{maps.shape[3]}", activation_grid(maps, 32, cell=48)))
-    rgb = upscale_nearest(_picture(image), 4)
+    rgb = upscale_nearest(rgb_picture(image), 4)
     return _titled([("image", rgb), *panels])
+
+
+def class_maximization_picture(
+    images: torch.Tensor, classes: Sequence[str], checks: Sequence[Robustness]
+) -> Image.Image:
+    """One optimised image per class (N×3×S×S in [0, 1]), titled with its class, its probability and
+    the worst probability under the robustness check."""
+    factor = max(1, CELL // images.shape[-1])
+    return _titled(
+        [
+            (f"{name} {check.clean:.2f}/{check.worst:.2f}", upscale_nearest(rgb_picture(image), factor))
+            for image, name, check in zip(images, classes, checks, strict=True)
+        ]
+    )

@@ -36,6 +36,11 @@ def gradient_image(gradient: torch.Tensor, percentile: float = 99.0) -> np.ndarr
     return (picture.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
 
 
+def rgb_picture(image: torch.Tensor) -> np.ndarray:
+    """3×H×W in [0, 1] → uint8 H×W×3."""
+    return (image.detach().float().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
 def upscale_nearest(image: np.ndarray, factor: int) -> np.ndarray:
     return image.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else image
 
