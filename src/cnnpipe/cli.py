@@ -199,6 +199,48 @@ def visualize_class_command(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}")
 
 
+def style_command(args: argparse.Namespace) -> None:
+    import torch
+
+    from cnnpipe.data.images import read_rgb, write_png
+    from cnnpipe.device import pick_device
+    from cnnpipe.dream.backbones import load_backbone
+    from cnnpipe.explain.render import rgb_picture
+    from cnnpipe.explain.style import StyleParams, as_layers, transfer, validate
+    from cnnpipe.progress import progress
+
+    params = StyleParams(
+        steps=args.steps,
+        lr=args.lr,
+        content_weight=args.content_weight,
+        style_weight=args.style_weight,
+        content_layer=args.content_layer,
+        style_layers=as_layers(args.style_layers),
+        init=args.init,
+        seed=args.seed,
+        max_pixels=args.max_pixels,
+    )
+    content_rgb, style_rgb = read_rgb(Path(args.content)), read_rgb(Path(args.style))
+    backbone = load_backbone(
+        args.backbone,
+        pick_device(args.device),
+        weights=args.weights,
+        classifier_checkpoint=Path(args.classifier),
+        download=not args.no_download,
+    )
+    as_input = lambda rgb: torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float().div(255).to(backbone.device)  # noqa: E731
+    content, style = as_input(content_rgb), as_input(style_rgb)
+    validate(backbone, params, (content.shape[-2], content.shape[-1]))  # refused before a progress bar is drawn
+    with progress(total=params.steps, desc="style", unit="step") as bar:
+        result = transfer(content, style, backbone, params, progress=lambda _p: bar.update(1))
+    write_png(Path(args.output), rgb_picture(result.image[0].cpu()))
+    print(
+        f"content loss {result.content_losses[0]:.4g} → {result.content_losses[-1]:.4g}, "
+        f"style loss {result.style_losses[0]:.4g} → {result.style_losses[-1]:.4g}"
+    )
+    print(f"wrote {args.output}")
+
+
 def serve_grpc_command(args: argparse.Namespace) -> None:
     from cnnpipe.serve.auth import load_token
     from cnnpipe.serve.core import InferenceCore
@@ -360,6 +402,27 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arguments(v)
     v.set_defaults(func=visualize_class_command)
 
+    st = sub.add_parser(
+        "style",
+        help="neural style transfer: CONTENT painted in the style of STYLE (Gatys et al. 2016)",
+        description="Optimises an image whose features match CONTENT's at one layer and whose Gram "
+        "matrices match STYLE's at several (VGG19: content relu4_2, style relu1_1..relu5_1).",
+    )
+    st.add_argument("content", help="content image")
+    st.add_argument("style", help="style image (scaled so its short side is the content's)")
+    st.add_argument("output", help="output PNG, the content's size")
+    st.add_argument("--steps", type=int, default=200)
+    st.add_argument("--lr", type=float, default=0.02, help="Adam step on [0, 1] pixels")
+    st.add_argument("--content-weight", type=float, default=1.0)
+    st.add_argument("--style-weight", type=float, default=1e6)
+    st.add_argument("--content-layer", default=None, help="default: the backbone's (vgg19: features.22)")
+    st.add_argument("--style-layers", default=None, help="comma-separated (default: the backbone's)")
+    st.add_argument("--init", choices=["content", "noise"], default="content")
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--max-pixels", type=int, default=1024 * 1024, help="refuse larger content images")
+    _model_arguments(st, default="vgg19")
+    st.set_defaults(func=style_command)
+
     g = sub.add_parser("serve-grpc", help="serve the cnnpipe.v1.Inference gRPC API from the exported models")
     g.add_argument("--models", default=os.environ.get("CNNPIPE_MODELS_DIR", str(paths.MODELS)), help="folder of *.onnx")
     g.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for all interfaces)")
@@ -395,9 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _model_arguments(parser: argparse.ArgumentParser) -> None:
+def _model_arguments(parser: argparse.ArgumentParser, default: str = "classifier") -> None:
     """Which net the look-inside commands load."""
-    parser.add_argument("--backbone", default="classifier", choices=["classifier", "vgg19", "googlenet", "resnet50"])
+    parser.add_argument("--backbone", default=default, choices=["classifier", "vgg19", "googlenet", "resnet50"])
     parser.add_argument("--weights", choices=["imagenet", "random"], default="imagenet", help="torchvision backbones")
     parser.add_argument("--no-download", action="store_true", help="use only cached ImageNet weights")
     parser.add_argument("--classifier", default=str(paths.CLASSIFIER_CHECKPOINT), help="the project's checkpoint")
