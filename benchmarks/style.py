@@ -11,6 +11,7 @@ step, and the content and style losses every 20 steps with a check that they fal
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -65,7 +66,7 @@ def main() -> None:
         c, s = content_losses[start : start + block].mean(), style_losses[start : start + block].mean()
         means.append(c + s)
         print(f"{start + 1:>4d}-{min(start + block, args.steps):<4d} {c:13.5g} {s:11.5g}")
-    falling = all(later < earlier for earlier, later in zip(means, means[1:], strict=False))
+    falling = all(later < earlier for earlier, later in itertools.pairwise(means))
     print(f"total loss falls block to block: {'yes' if falling else 'NO'}")
     print(f"style loss {style_losses[0]:.5g} → {style_losses[-1]:.5g} ({style_losses[-1] / style_losses[0]:.1%} left)")
 
