@@ -27,6 +27,9 @@ Scope = dict[str, Any]
 TASK_STATES = list(ResultStatus)
 IMAGE_ENDPOINTS = ("/classify", "/super_resolve", "/deepdream", "/deepdream_check", "/deepdream_task/submit", "/noop")
 IMAGE_ENDPOINTS += ("/deepdream_task",)  # BentoML also serves a task's function synchronously here
+IMAGE_ENDPOINTS += ("/explain", "/style_transfer_check", "/style_transfer/submit", "/style_transfer")
+# The file fields each endpoint takes (the others: just "image").
+FILE_FIELDS = dict.fromkeys(("/style_transfer_check", "/style_transfer/submit", "/style_transfer"), ("image", "style"))
 OPEN_PATHS = ("/livez", "/readyz", "/metrics", "/docs.json", "/")  # health, metrics and the API docs
 UI_PATH = "/ui"
 ERROR_SCHEMA = {
@@ -231,7 +234,7 @@ class UploadGuard:
                 return await self._too_large(size)(scope, receive, send)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        problem = _multipart_problem(headers[b"content-type"], body)
+        problem = _multipart_problem(headers[b"content-type"], body, FILE_FIELDS.get(scope["path"], ("image",)))
         if problem:
             return await JSONResponse({"error": problem}, status_code=400)(scope, receive, send)
         return await self.app(scope, _body(body), send)
@@ -247,9 +250,9 @@ def _body(data: bytes) -> Any:
 _PART_NAME = re.compile(rb'name="([^"]*)"')
 
 
-def _multipart_problem(content_type: bytes, body: bytes) -> str | None:
-    """Why a multipart body would make BentoML fail (a file outside the ``image`` field, or
-    ``image`` as a plain text field), or None.
+def _multipart_problem(content_type: bytes, body: bytes, file_fields: tuple[str, ...] = ("image",)) -> str | None:
+    """Why a multipart body would make BentoML fail (a file outside ``file_fields``, or one of
+    them sent as a plain text field), or None.
 
     Only the part headers are read: parts are delimited by the boundary, which by definition
     does not occur inside any part's content.
@@ -265,11 +268,14 @@ def _multipart_problem(content_type: bytes, body: bytes) -> str | None:
         if name is None:
             return "a multipart part without a name (Content-Disposition: form-data; name=...)"
         is_file = b"filename=" in head
-        if is_file and (name is None or name.group(1) != b"image"):
-            field = name.group(1).decode(errors="replace") if name else "?"
-            return f"unexpected file field {field!r}: send the image as the multipart field 'image'"
-        if not is_file and name is not None and name.group(1) == b"image":
-            return "the field 'image' must be a file upload (multipart with a filename), not text"
+        field = name.group(1).decode(errors="replace")
+        if is_file and field not in file_fields:
+            if len(file_fields) == 1:
+                return f"unexpected file field {field!r}: send the image as the multipart field '{file_fields[0]}'"
+            expected = " and ".join(f"'{f}'" for f in file_fields)
+            return f"unexpected file field {field!r}: send the images as the multipart fields {expected}"
+        if not is_file and field in file_fields:
+            return f"the field {field!r} must be a file upload (multipart with a filename), not text"
     return None
 
 
@@ -325,7 +331,7 @@ class TaskQueueLimit:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             return await self.app(scope, receive, send)
         if self.admitted >= self.limit:
-            message = f"DeepDream queue is full ({self.limit} tasks); retry later"
+            message = f"task queue is full ({self.limit} DeepDream and style-transfer tasks); retry later"
             response = JSONResponse({"error": message}, status_code=429, headers={"Retry-After": "10"})
             return await response(scope, receive, send)
         self.admitted += 1

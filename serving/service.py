@@ -1,4 +1,4 @@
-"""The cnnpipe HTTP service (BentoML 1.4): classify, super-resolve and DeepDream.
+"""The cnnpipe HTTP service (BentoML 1.4): classify, explain, super-resolve, DeepDream and style transfer.
 
     CNNPIPE_MODELS_DIR=models bentoml serve serving.service:Cnnpipe
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,9 +26,10 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
-from cnnpipe.dream.engine import DreamCancelled, Progress
+from cnnpipe.dream.engine import DreamCancelled, Progress, ProgressCallback
 from cnnpipe.dream.presets import PRESETS, DreamRequest
 from cnnpipe.errors import CnnpipeError
+from cnnpipe.explain.style import StyleRequest
 from cnnpipe.serve.codec import RequestError
 from cnnpipe.serve.core import InferenceCore, classifier_input
 from serving import logs
@@ -39,6 +41,11 @@ from serving.progress_store import ProgressStore
 # request counts by endpoint and status code, on /metrics.
 DREAMS = bentoml.metrics.Counter(
     name="cnnpipe_deepdream_jobs", documentation="DeepDream jobs by outcome", labelnames=["endpoint", "outcome"]
+)
+STYLES = bentoml.metrics.Counter(
+    name="cnnpipe_style_transfer_jobs",
+    documentation="Style-transfer jobs by outcome",
+    labelnames=["endpoint", "outcome"],
 )
 
 
@@ -84,6 +91,18 @@ Given = BeforeValidator(_given)
 Scale = Literal[tuple(SCALES)]  # type: ignore[valid-type]  # the exported ones
 DEFAULT_SCALE = 3 if 3 in SCALES else SCALES[0]
 PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]  # the names of cnnpipe.dream.presets
+
+
+class StyleFields(BaseModel):
+    """The style-transfer form: the content ``image``, the ``style`` image, and options (None = default)."""
+
+    image: Path
+    style: Path
+    steps: Annotated[int | None, Field(ge=1), Given] = None
+    content_weight: Annotated[float | None, Field(ge=0), Given] = None
+    style_weight: Annotated[float | None, Field(ge=0), Given] = None
+    init: Annotated[Literal["content", "noise"] | None, Given] = None
+    seed: Annotated[int | None, Given] = None
 
 
 class DreamFields(BaseModel):
@@ -156,17 +175,21 @@ class Cnnpipe:
             raise http_error(error) from None
         return {**result, "overlay_png": base64.b64encode(result["overlay_png"]).decode()}
 
-    def _dream(self, image: Path, request: DreamRequest, task: bool, task_id: str | None = None) -> Response:
+    def _job(
+        self, endpoint: str, counter: Any, run: Callable[[ProgressCallback], bytes], task_id: str | None = None
+    ) -> Response:
+        """Run an optimisation (DeepDream, style transfer) to a PNG response. A task's progress goes
+        to ``progress_store``, whose cancel flag stops it at the next step; the outcome is counted."""
+
         def progress(p: Progress) -> bool:
             if task_id is None:
                 return True
             progress_store.update(task_id, octave=p.octave, step=p.step, fraction=p.fraction)
-            return not progress_store.cancel_requested(task_id)  # False stops the dream (/deepdream_cancel)
+            return not progress_store.cancel_requested(task_id)  # False stops the work (the cancel endpoints)
 
-        endpoint = "deepdream_task" if task else "deepdream"
         outcome = "failed"
         try:
-            png = self.core.deepdream(image.read_bytes(), request, task=task, progress=progress)
+            png = run(progress)
             outcome = "succeeded"
             return _png(png)
         except RequestError as error:
@@ -177,11 +200,19 @@ class Cnnpipe:
             if task_id is not None:
                 progress_store.update(task_id, cancelled=True, error=str(error))
             raise BentoMLException(str(error), error_code=HTTPStatus.CONFLICT) from None
-        except CnnpipeError as error:  # e.g. the dream backbone cannot load: the request cannot be served
+        except CnnpipeError as error:  # e.g. the backbone cannot load: the request cannot be served
             outcome = "refused"
             raise BentoMLException(str(error), error_code=HTTPStatus.UNPROCESSABLE_ENTITY) from None
         finally:
-            DREAMS.labels(endpoint=endpoint, outcome=outcome).inc()
+            counter.labels(endpoint=endpoint, outcome=outcome).inc()
+            if task_id is not None:
+                progress_store.update(task_id, done=True)
+
+    def _dream(self, image: Path, request: DreamRequest, task: bool, task_id: str | None = None) -> Response:
+        def run(progress: ProgressCallback) -> bytes:
+            return self.core.deepdream(image.read_bytes(), request, task=task, progress=progress)
+
+        return self._job("deepdream_task" if task else "deepdream", DREAMS, run, task_id)
 
     @bentoml.api(input_spec=DreamFields)
     def deepdream(self, **fields: Any) -> PNG:
@@ -207,11 +238,7 @@ class Cnnpipe:
         first, as /deepdream_check, so a bad request is refused at once); poll
         /deepdream_task/status and /deepdream_progress; GET /deepdream_task/get → PNG."""
         task_id = getattr(ctx.request.state, "task_id", None)
-        try:
-            return self._dream(fields.pop("image"), DreamRequest.of(fields), task=True, task_id=task_id)  # type: ignore[return-value]
-        finally:
-            if task_id is not None:
-                progress_store.update(task_id, done=True)
+        return self._dream(fields.pop("image"), DreamRequest.of(fields), task=True, task_id=task_id)  # type: ignore[return-value]
 
     @bentoml.api(route="/deepdream_progress")
     async def deepdream_progress(self, task_id: str) -> dict:
@@ -222,6 +249,46 @@ class Cnnpipe:
     async def deepdream_cancel(self, task_id: str) -> dict:
         """Stop a DeepDream task: it ends at its next step (its status becomes failure, its
         /deepdream_progress says ``cancelled``). Returns the task's progress as it stands."""
+        progress_store.cancel(task_id)
+        return progress_store.get(task_id)
+
+    @bentoml.api(input_spec=StyleFields)
+    def style_transfer_check(self, **fields: Any) -> dict:
+        """What a style-transfer task with these fields would run, or the 4xx it would get, without
+        running it: /style_transfer/submit checks this way before queueing."""
+        try:
+            image, style, params = self.core.style_plan(
+                fields.pop("image").read_bytes(), fields.pop("style").read_bytes(), StyleRequest(**fields)
+            )
+        except RequestError as error:
+            raise http_error(error) from None
+        settings = dataclasses.asdict(params)
+        chosen = {k: settings[k] for k in ("steps", "content_weight", "style_weight", "init", "seed")}
+        return {"width": image.width, "height": image.height, "style_width": style.width, **chosen}
+
+    @bentoml.task(input_spec=StyleFields)
+    def style_transfer(self, ctx: bentoml.Context, **fields: Any) -> PNG:
+        """Neural style transfer (Gatys et al. 2016) as a task: the content ``image`` painted in the
+        style of ``style``, with the DeepDream backbone's features. POST /style_transfer/submit →
+        task_id (checked first, as /style_transfer_check); poll /style_transfer/status and
+        /style_transfer_progress; GET /style_transfer/get → PNG at the content's size."""
+        task_id = getattr(ctx.request.state, "task_id", None)
+        content, style = fields.pop("image").read_bytes(), fields.pop("style").read_bytes()
+        request = StyleRequest(**fields)
+
+        def run(progress: ProgressCallback) -> bytes:
+            return self.core.style_transfer(content, style, request, progress=progress)
+
+        return self._job("style_transfer", STYLES, run, task_id)  # type: ignore[return-value]
+
+    @bentoml.api(route="/style_transfer_progress")
+    async def style_transfer_progress(self, task_id: str) -> dict:
+        """Progress of a style-transfer task: step, fraction (0..1), done."""
+        return progress_store.get(task_id)
+
+    @bentoml.api(route="/style_transfer_cancel")
+    async def style_transfer_cancel(self, task_id: str) -> dict:
+        """Stop a style-transfer task at its next step (as /deepdream_cancel)."""
         progress_store.cancel(task_id)
         return progress_store.get(task_id)
 
@@ -237,9 +304,17 @@ class Cnnpipe:
 
 
 # Outermost first (see serving/middleware.py).
-TASK_ROUTES = ("/deepdream_task/submit", "/deepdream_task")
+DREAM_TASK_ROUTES = ("/deepdream_task/submit", "/deepdream_task")
+STYLE_TASK_ROUTES = ("/style_transfer/submit", "/style_transfer")
+TASK_ROUTES = DREAM_TASK_ROUTES + STYLE_TASK_ROUTES
 Cnnpipe.add_asgi_middleware(ErrorBodies)
 Cnnpipe.add_asgi_middleware(BearerAuth, token=TOKEN)
 Cnnpipe.add_asgi_middleware(TaskQueueLimit, limit=TASK_QUEUE, paths=TASK_ROUTES)  # before any body is read
 Cnnpipe.add_asgi_middleware(UploadGuard, max_upload_bytes=LIMITS.max_upload_bytes)
-Cnnpipe.add_asgi_middleware(Precheck, routes=dict.fromkeys(TASK_ROUTES, "/deepdream_check"))
+Cnnpipe.add_asgi_middleware(
+    Precheck,
+    routes={
+        **dict.fromkeys(DREAM_TASK_ROUTES, "/deepdream_check"),
+        **dict.fromkeys(STYLE_TASK_ROUTES, "/style_transfer_check"),
+    },
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -14,6 +15,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from PIL import Image
 
 from cnnpipe.dream.presets import DreamRequest
+from cnnpipe.explain.style import StyleRequest
 from cnnpipe.serve.core import InferenceCore
 from cnnpipe.serve.v1 import inference_pb2 as pb
 from cnnpipe.serve.v1 import inference_pb2_grpc as pb_grpc
@@ -191,6 +193,59 @@ def test_a_second_concurrent_dream_is_turned_away(stub: pb_grpc.InferenceStub) -
         list(stub.DeepDream(pb.DeepDreamRequest(image=GOOD["rgb png"], octaves=1, steps=1)))
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     first.cancel()
+
+
+def test_style_transfer_streams_progress_then_the_image(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:
+    content, style = encode(Image.fromarray(photo(36, 44, seed=1))), encode(Image.fromarray(photo(40, 40, seed=2)))
+    request = pb.StyleTransferRequest(image=content, style=style, steps=4, style_weight=1e5, seed=1)
+    updates = list(stub.StyleTransfer(request))
+    steps = [u.progress.step for u in updates[:-1]]
+    assert all(u.WhichOneof("update") == "progress" for u in updates[:-1]) and steps == [1, 2, 3, 4]
+    assert updates[-1].WhichOneof("update") == "png"
+    remote = np.asarray(Image.open(io.BytesIO(updates[-1].png)))
+    local = core.style_transfer(content, style, StyleRequest(steps=4, style_weight=1e5, seed=1))
+    assert remote.shape == (36, 44, 3)
+    assert np.abs(remote.astype(int) - np.asarray(Image.open(io.BytesIO(local))).astype(int)).mean() < 1.0
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "message"),
+    [
+        ({"steps": 0}, grpc.StatusCode.INVALID_ARGUMENT, "steps must be in 1..500, got 0"),
+        ({"steps": 501}, grpc.StatusCode.INVALID_ARGUMENT, "steps must be in 1..500, got 501"),
+        ({"init": "black"}, grpc.StatusCode.INVALID_ARGUMENT, "init must be content or noise"),
+        ({"style_weight": -1.0}, grpc.StatusCode.INVALID_ARGUMENT, "must be >= 0"),
+        ({"style": b"not an image"}, grpc.StatusCode.INVALID_ARGUMENT, "not an image"),
+        ({"style": b""}, grpc.StatusCode.INVALID_ARGUMENT, "empty"),
+        ({"image": encode(Image.fromarray(photo(4, 4)))}, grpc.StatusCode.INVALID_ARGUMENT, "needs at least"),
+        ({"image": encode(Image.fromarray(photo(600, 500)))}, grpc.StatusCode.RESOURCE_EXHAUSTED, "limit"),
+    ],
+)
+def test_style_transfer_bad_input_gets_a_status(
+    stub: pb_grpc.InferenceStub, fields: dict, code: grpc.StatusCode, message: str
+) -> None:
+    request = pb.StyleTransferRequest(**{"image": GOOD["rgb png"], "style": GOOD["rgb png"], "steps": 1, **fields})
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.StyleTransfer(request))
+    assert err.value.code() == code and message in err.value.details(), err.value.details()
+
+
+def test_style_transfer_and_deepdream_share_the_slots(stub: pb_grpc.InferenceStub) -> None:
+    big = encode(Image.fromarray(photo(256, 256)))
+    first = stub.StyleTransfer(pb.StyleTransferRequest(image=big, style=big, steps=500))
+    next(first)  # running
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.DeepDream(pb.DeepDreamRequest(image=GOOD["rgb png"], octaves=1, steps=1)))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    first.cancel()
+    deadline = time.monotonic() + 60  # the cancelled call frees its slot at its next step
+    while True:
+        try:
+            list(stub.DeepDream(pb.DeepDreamRequest(image=GOOD["rgb png"], octaves=1, steps=1)))
+            break
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
+            time.sleep(0.2)
 
 
 def test_concurrent_classify_calls_agree(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:

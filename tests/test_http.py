@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from cnnpipe.dream.presets import DreamRequest
+from cnnpipe.explain.style import StyleRequest
 from cnnpipe.serve.core import InferenceCore
 from serving.launch import bentoml_server, server_env
 
@@ -243,6 +244,99 @@ def test_deepdream_task_cancel_stops_it_at_the_next_step(http: httpx.Client) -> 
     metrics = http.get("/metrics").text
     assert 'cnnpipe_deepdream_jobs_total{endpoint="deepdream_task",outcome="cancelled"} 1.0' in metrics
     assert _post(http, "/deepdream_task/submit", GOOD["rgb png"], steps=1).status_code == 200  # slot free
+
+
+def _post_style(http: httpx.Client, route: str, content: bytes, style: bytes, **fields: object) -> httpx.Response:
+    files = {"image": ("content", content), "style": ("style", style)}
+    return http.post(route, files=files, data={k: str(v) for k, v in fields.items()})
+
+
+def _wait(http: httpx.Client, task: str, task_id: str, seconds: float = 240) -> tuple[str, list[float]]:
+    """Poll a task to its end: its final status and the progress fractions seen on the way."""
+    fractions, deadline = [], time.monotonic() + seconds
+    while True:
+        fractions.append(http.post(f"/{task}_progress", json={"task_id": task_id}).json()["fraction"])
+        status = http.get(f"/{task}/status", params={"task_id": task_id}).json()["status"]
+        if status != "in_progress":
+            return status, fractions
+        assert time.monotonic() < deadline, f"{task} {task_id} still running"
+        time.sleep(0.05)
+
+
+def test_style_transfer_task_progress_and_result(http: httpx.Client, core: InferenceCore) -> None:
+    content, style = encode(Image.fromarray(photo(48, 64, seed=1))), encode(Image.fromarray(photo(40, 40, seed=2)))
+    checked = _post_style(http, "/style_transfer_check", content, style, steps=30, seed=1)
+    assert checked.status_code == 200 and checked.json()["steps"] == 30 and checked.json()["width"] == 64
+    submitted = _post_style(http, "/style_transfer/submit", content, style, steps=30, seed=1)
+    assert submitted.status_code == 200, submitted.text
+    task_id = submitted.json()["task_id"]
+    status, fractions = _wait(http, "style_transfer", task_id)
+    assert status == "completed" and fractions == sorted(fractions)
+    assert http.post("/style_transfer_progress", json={"task_id": task_id}).json()["fraction"] == 1.0
+    result = http.get("/style_transfer/get", params={"task_id": task_id})
+    assert result.status_code == 200 and result.headers["content-type"] == "image/png"
+    remote = np.asarray(Image.open(io.BytesIO(result.content)))
+    local = np.asarray(Image.open(io.BytesIO(core.style_transfer(content, style, StyleRequest(steps=30, seed=1)))))
+    assert remote.shape == (48, 64, 3) and np.abs(remote.astype(int) - local.astype(int)).mean() < 1.0
+    assert not np.array_equal(remote, np.asarray(Image.open(io.BytesIO(content))))  # the image did change
+    assert (
+        'cnnpipe_style_transfer_jobs_total{endpoint="style_transfer",outcome="succeeded"} 1.0'
+        in http.get("/metrics").text
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "content", "style", "status", "message"),
+    [
+        ({"steps": 0}, None, None, 400, "steps"),
+        ({"steps": 501}, None, None, 422, "steps must be in 1..500, got 501"),
+        ({"init": "black"}, None, None, 400, "init"),
+        ({"style_weight": -1}, None, None, 400, "style_weight"),
+        ({}, None, b"not an image", 400, "the upload is not an image"),
+        ({}, b"not an image", None, 400, "the upload is not an image"),
+        ({}, encode(Image.fromarray(photo(4, 4))), None, 422, "needs at least"),
+        ({}, encode(Image.fromarray(photo(600, 500))), None, 413, "limit"),
+    ],
+)
+def test_style_transfer_bad_input_is_refused_at_submit(
+    http: httpx.Client, fields: dict, content: bytes | None, style: bytes | None, status: int, message: str
+) -> None:
+    response = _post_style(
+        http, "/style_transfer/submit", content or GOOD["rgb png"], style or GOOD["rgb png"], **fields
+    )
+    assert response.status_code == status and message in response.json()["error"], response.text
+    assert http.get("/readyz").status_code == 200
+
+
+def test_style_transfer_needs_both_files(http: httpx.Client) -> None:
+    only = _post(http, "/style_transfer/submit", GOOD["rgb png"])
+    assert only.status_code == 400 and "style" in only.json()["error"]
+    as_text = http.post("/style_transfer/submit", files={"image": ("c", GOOD["rgb png"])}, data={"style": "x"})
+    assert as_text.status_code == 400 and "'style' must be a file upload" in as_text.json()["error"]
+    extra = http.post(
+        "/style_transfer/submit",
+        files={"image": ("c", GOOD["rgb png"]), "style": ("s", GOOD["rgb png"]), "mask": ("m", GOOD["rgb png"])},
+    )
+    assert extra.status_code == 400 and "unexpected file field 'mask'" in extra.json()["error"]
+    as_json = http.post("/explain", json={"image": "/etc/passwd"})  # never read as a path on the server
+    assert as_json.status_code == 400 and "multipart" in as_json.json()["error"]
+
+
+def test_style_transfer_cancel_stops_it_at_the_next_step(http: httpx.Client) -> None:
+    big = encode(Image.fromarray(photo(256, 256)))
+    task_id = _post_style(http, "/style_transfer/submit", big, big, steps=500).json()["task_id"]
+    deadline = time.monotonic() + 240
+    while http.post("/style_transfer_progress", json={"task_id": task_id}).json()["fraction"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert http.post("/style_transfer_cancel", json={"task_id": task_id}).json()["cancel_requested"] is True
+    status, _ = _wait(http, "style_transfer", task_id)
+    state = http.post("/style_transfer_progress", json={"task_id": task_id}).json()
+    assert status == "failed" and state["cancelled"] is True and state["error"].startswith("cancelled at step")
+    assert (
+        'cnnpipe_style_transfer_jobs_total{endpoint="style_transfer",outcome="cancelled"} 1.0'
+        in http.get("/metrics").text
+    )
 
 
 def test_concurrent_classify_requests_are_batched_and_agree(http: httpx.Client, core: InferenceCore) -> None:

@@ -200,8 +200,7 @@ def visualize_class_command(args: argparse.Namespace) -> None:
 
 
 def style_command(args: argparse.Namespace) -> None:
-    import torch
-
+    from cnnpipe.data.color import hwc_to_nchw, to_float
     from cnnpipe.data.images import read_rgb, write_png
     from cnnpipe.device import pick_device
     from cnnpipe.dream.backbones import load_backbone
@@ -228,8 +227,7 @@ def style_command(args: argparse.Namespace) -> None:
         classifier_checkpoint=Path(args.classifier),
         download=not args.no_download,
     )
-    as_input = lambda rgb: torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float().div(255).to(backbone.device)  # noqa: E731
-    content, style = as_input(content_rgb), as_input(style_rgb)
+    content, style = (to_float(hwc_to_nchw(rgb)).to(backbone.device) for rgb in (content_rgb, style_rgb))
     validate(backbone, params, (content.shape[-2], content.shape[-1]))  # refused before a progress bar is drawn
     with progress(total=params.steps, desc="style", unit="step") as bar:
         result = transfer(content, style, backbone, params, progress=lambda _p: bar.update(1))
@@ -430,7 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=8, help="concurrent RPCs")
     g.add_argument("--threads", type=int, default=0, help="ONNX Runtime / torch threads (0 = all cores)")
     g.add_argument("--max-message-mb", type=int, default=32, help="largest request accepted")
-    g.add_argument("--dream-slots", type=int, default=1, help="DeepDream streams at once (more: UNAVAILABLE)")
+    g.add_argument(
+        "--dream-slots", type=int, default=1, help="DeepDream and style-transfer streams at once (more: UNAVAILABLE)"
+    )
     g.add_argument("--grace", type=float, default=5.0, help="seconds in-flight calls get on SIGTERM")
     g.add_argument("--tls-cert", help="server certificate chain (PEM); with --tls-key, serve TLS")
     g.add_argument("--tls-key", help="server private key (PEM)")

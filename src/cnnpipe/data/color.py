@@ -55,5 +55,5 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def hwc_to_nchw(image: np.ndarray) -> torch.Tensor:
-    """uint8 H×W×3 numpy → 1×3×H×W uint8 tensor."""
-    return torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).contiguous()
+    """uint8 H×W×3 numpy → 1×3×H×W uint8 tensor (a copy: decoded images may be read-only)."""
+    return torch.tensor(image).permute(2, 0, 1).unsqueeze(0).contiguous()

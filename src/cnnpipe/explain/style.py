@@ -12,6 +12,7 @@ cancellation work as for DeepDream.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -56,6 +57,22 @@ class StyleParams:
     seed: int = 0
     max_pixels: int = 1024 * 1024
     max_steps: int = 1000
+
+
+@dataclass(frozen=True)
+class StyleRequest:
+    """What a server's caller may choose (None = :class:`StyleParams`' default); the HTTP and gRPC
+    adapters both build one, and :meth:`params` applies the server's limits."""
+
+    steps: int | None = None
+    content_weight: float | None = None
+    style_weight: float | None = None
+    init: str | None = None
+    seed: int | None = None
+
+    def params(self, max_pixels: int, max_steps: int) -> StyleParams:
+        given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return StyleParams(**given, max_pixels=max_pixels, max_steps=max_steps)
 
 
 @dataclass

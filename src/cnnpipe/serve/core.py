@@ -17,6 +17,7 @@ import onnxruntime as ort
 import torch
 
 from cnnpipe import __version__, paths
+from cnnpipe.data.color import hwc_to_nchw, to_float
 from cnnpipe.data.images import center_square, center_square_rgb, encode_png
 from cnnpipe.dream.backbones import DEFAULT_LAYER, Backbone, BackboneError, load_backbone
 from cnnpipe.dream.engine import DreamError, DreamParams, ProgressCallback, dream, validate
@@ -24,7 +25,9 @@ from cnnpipe.dream.presets import PRESETS, DreamRequest, dream_params
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.explain.attribution import default_layer, gradcam
 from cnnpipe.explain.models import Explainable, load_explainable
-from cnnpipe.explain.render import heatmap_overlay
+from cnnpipe.explain.render import heatmap_overlay, rgb_picture
+from cnnpipe.explain.style import StyleError, StyleParams, StyleRequest, transfer
+from cnnpipe.explain.style import validate as validate_style
 from cnnpipe.models.onnx_runtime import ort_session, read_metadata
 from cnnpipe.models.upscale import DEFAULT_OVERLAP
 from cnnpipe.serve.codec import DecodedImage, RequestError
@@ -266,6 +269,39 @@ class InferenceCore:
         except DreamError as exc:
             raise RequestError("unprocessable", str(exc)) from None
         return encode_png(out, image.alpha)
+
+    # ------------------------------------------------------------------ style transfer
+
+    def style_plan(
+        self, content: bytes, style: bytes, request: StyleRequest
+    ) -> tuple[DecodedImage, DecodedImage, StyleParams]:
+        """Everything checked, nothing run: both uploads decoded and the :class:`StyleParams` the
+        request resolves to, or the :class:`RequestError` that :meth:`style_transfer` would raise."""
+        limit = self.limits.style_max_pixels
+        image, style_image = (
+            self.decode(content, max_pixels=limit),
+            self.decode(style, max_pixels=self.limits.max_pixels),
+        )
+        try:
+            params = request.params(max_pixels=limit, max_steps=self.limits.style_max_steps)
+            validate_style(self.backbone(), params, (image.height, image.width))
+        except (StyleError, BackboneError) as exc:
+            raise RequestError("unprocessable", str(exc)) from None
+        return image, style_image, params
+
+    def style_transfer(
+        self, content: bytes, style: bytes, request: StyleRequest, progress: ProgressCallback | None = None
+    ) -> bytes:
+        """Content and style uploads + :class:`StyleRequest` → PNG at the content's size (its alpha
+        kept), with the DeepDream backbone's features (see :meth:`style_plan`)."""
+        image, style_image, params = self.style_plan(content, style, request)
+        backbone = self.backbone()
+        content_input, style_input = (to_float(hwc_to_nchw(i.rgb)).to(backbone.device) for i in (image, style_image))
+        try:
+            result = transfer(content_input, style_input, backbone, params, progress)
+        except StyleError as exc:
+            raise RequestError("unprocessable", str(exc)) from None
+        return encode_png(rgb_picture(result.image[0].cpu()), image.alpha)
 
 
 def _preset_fields(p: DreamParams) -> dict[str, Any]:

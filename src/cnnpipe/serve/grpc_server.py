@@ -28,8 +28,9 @@ from google.protobuf import json_format
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cnnpipe.dream.engine import DreamCancelled, Progress
+from cnnpipe.dream.engine import DreamCancelled, Progress, ProgressCallback
 from cnnpipe.dream.presets import DreamRequest
+from cnnpipe.explain.style import StyleRequest
 from cnnpipe.serve.auth import REFUSAL, authorized
 from cnnpipe.serve.codec import RequestError
 from cnnpipe.serve.core import InferenceCore
@@ -51,7 +52,7 @@ class GrpcSettings:
     port: int = 50051
     workers: int = 8  # concurrent RPCs
     max_message_bytes: int = 32 * 1024 * 1024
-    dream_slots: int = 1  # DeepDream streams at once; more answer UNAVAILABLE
+    dream_slots: int = 1  # DeepDream and style-transfer streams at once; more answer UNAVAILABLE
     dream_leak_seconds: float = 900.0  # a slot held longer than this is a leak: health NOT_SERVING
     grace_seconds: float = 5.0  # SIGTERM: in-flight calls get this long, then are cancelled
     token: str | None = None  # bearer token required for the Inference service; None = open
@@ -125,6 +126,22 @@ def dream_request_of(message: pb.DeepDreamRequest) -> DreamRequest:
     )
 
 
+def style_request_of(message: pb.StyleTransferRequest) -> StyleRequest:
+    """The message's style-transfer options; unset fields stay None (the defaults)."""
+
+    def given(name: str) -> Any:
+        return getattr(message, name) if message.HasField(name) else None
+
+    content_weight, style_weight = given("content_weight"), given("style_weight")
+    return StyleRequest(
+        steps=given("steps"),
+        content_weight=None if content_weight is None else _float32(content_weight),
+        style_weight=None if style_weight is None else _float32(style_weight),
+        init=message.init or None,
+        seed=given("seed"),
+    )
+
+
 class DreamSlots:
     """At most ``size`` DeepDreams at once, each slot held by the thread that runs the dream (so a
     client that goes away cannot strand it), with the time each was taken, to spot a leak."""
@@ -192,38 +209,42 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         version = next(m.version for m in self.core.models if m.name == f"sr_x{request.scale}")
         return pb.SuperResolveResponse(png=png, width=width, height=height, model_version=version)
 
-    def DeepDream(self, request: pb.DeepDreamRequest, context: grpc.ServicerContext) -> Iterator[pb.DeepDreamUpdate]:
+    def _stream(
+        self, context: grpc.ServicerContext, method: str, run: Callable[[ProgressCallback], bytes], message: Any
+    ) -> Iterator[Any]:
+        """An optimisation (DeepDream, style transfer) as a stream of ``message(progress=…)`` then
+        ``message(png=…)``. It runs on its own thread holding one of the shared slots (UNAVAILABLE
+        when all are busy); the call ending (cancel, deadline, server stop) stops it at its next step."""
         rid = request_id(context)
         ticket = self.dream_slots.take()
         if ticket is None:
-            log.info("%s DeepDream refused (UNAVAILABLE): all slots busy", rid)
-            context.abort(grpc.StatusCode.UNAVAILABLE, "all DeepDream slots are busy; retry later")
+            log.info("%s %s refused (UNAVAILABLE): all slots busy", rid, method)
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"all {method} slots are busy; retry later")
             return
         updates: queue.Queue[Any] = queue.Queue()
-        dream_request = dream_request_of(request)
 
         def on_progress(p: Progress) -> bool:
             updates.put(p)
-            return context.is_active()  # a cancelled or timed-out call stops the dream at the next step
+            return context.is_active()  # a cancelled or timed-out call stops the work at the next step
 
         def work() -> None:
             try:
-                updates.put(self.core.deepdream(request.image, dream_request, task=True, progress=on_progress))
+                updates.put(run(on_progress))
             except BaseException as error:  # every outcome reaches the stream, which then ends
                 updates.put(error)
             finally:
                 self.dream_slots.give_back(ticket)
 
-        threading.Thread(target=work, name="deepdream", daemon=True).start()
+        threading.Thread(target=work, name=method, daemon=True).start()
         while True:
             try:
                 item = updates.get(timeout=0.5)
             except queue.Empty:
-                if not context.is_active():  # client gone or server stopping: do not wait on the dream
+                if not context.is_active():  # client gone or server stopping: do not wait on the work
                     return
                 continue
             if isinstance(item, Progress):
-                yield pb.DeepDreamUpdate(
+                yield message(
                     progress=pb.DeepDreamProgress(
                         octave=item.octave,
                         octaves=item.octaves,
@@ -233,10 +254,28 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                     )
                 )
             elif isinstance(item, bytes):
-                yield pb.DeepDreamUpdate(png=item)
+                yield message(png=item)
                 return
             else:
-                _refuse(context, rid, "DeepDream", item)
+                _refuse(context, rid, method, item)
+
+    def DeepDream(self, request: pb.DeepDreamRequest, context: grpc.ServicerContext) -> Iterator[pb.DeepDreamUpdate]:
+        dream_request = dream_request_of(request)
+
+        def run(progress: ProgressCallback) -> bytes:
+            return self.core.deepdream(request.image, dream_request, task=True, progress=progress)
+
+        yield from self._stream(context, "DeepDream", run, pb.DeepDreamUpdate)
+
+    def StyleTransfer(
+        self, request: pb.StyleTransferRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.StyleTransferUpdate]:
+        style_request = style_request_of(request)
+
+        def run(progress: ProgressCallback) -> bytes:
+            return self.core.style_transfer(request.image, request.style, style_request, progress=progress)
+
+        yield from self._stream(context, "StyleTransfer", run, pb.StyleTransferUpdate)
 
     @_unary
     def GetMetadata(self, request: pb.GetMetadataRequest, context: grpc.ServicerContext) -> pb.Metadata:

@@ -20,6 +20,8 @@ class Limits:
     dream_sync_max_steps: int = 60  # octaves × steps
     dream_task_max_pixels: int = 1024 * 1024
     dream_task_max_steps: int = 400
+    style_max_pixels: int = 512 * 512  # the content image (the style image is scaled to it)
+    style_max_steps: int = 500
 
     def decode(self, data: bytes, max_pixels: int | None = None) -> DecodedImage:
         """Size-checked :func:`decode_image` (``max_pixels`` defaults to ``self.max_pixels``)."""

@@ -135,6 +135,32 @@ class DeepDreamUpdate(_message.Message):
     png: bytes
     def __init__(self, progress: _Optional[_Union[DeepDreamProgress, _Mapping]] = ..., png: _Optional[bytes] = ...) -> None: ...
 
+class StyleTransferRequest(_message.Message):
+    __slots__ = ("image", "style", "steps", "content_weight", "style_weight", "init", "seed")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    STYLE_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    STYLE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    INIT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    style: bytes
+    steps: int
+    content_weight: float
+    style_weight: float
+    init: str
+    seed: int
+    def __init__(self, image: _Optional[bytes] = ..., style: _Optional[bytes] = ..., steps: _Optional[int] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., init: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class StyleTransferUpdate(_message.Message):
+    __slots__ = ("progress", "png")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    progress: DeepDreamProgress
+    png: bytes
+    def __init__(self, progress: _Optional[_Union[DeepDreamProgress, _Mapping]] = ..., png: _Optional[bytes] = ...) -> None: ...
+
 class GetMetadataRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -59,6 +59,11 @@ class InferenceStub:
                 request_serializer=cnnpipe_dot_serve_dot_v1_dot_inference__pb2.ExplainRequest.SerializeToString,
                 response_deserializer=cnnpipe_dot_serve_dot_v1_dot_inference__pb2.ExplainResponse.FromString,
                 _registered_method=True)
+        self.StyleTransfer = channel.unary_stream(
+                '/cnnpipe.v1.Inference/StyleTransfer',
+                request_serializer=cnnpipe_dot_serve_dot_v1_dot_inference__pb2.StyleTransferRequest.SerializeToString,
+                response_deserializer=cnnpipe_dot_serve_dot_v1_dot_inference__pb2.StyleTransferUpdate.FromString,
+                _registered_method=True)
 
 
 class InferenceServicer:
@@ -99,6 +104,12 @@ class InferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StyleTransfer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +137,11 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.Explain,
                     request_deserializer=cnnpipe_dot_serve_dot_v1_dot_inference__pb2.ExplainRequest.FromString,
                     response_serializer=cnnpipe_dot_serve_dot_v1_dot_inference__pb2.ExplainResponse.SerializeToString,
+            ),
+            'StyleTransfer': grpc.unary_stream_rpc_method_handler(
+                    servicer.StyleTransfer,
+                    request_deserializer=cnnpipe_dot_serve_dot_v1_dot_inference__pb2.StyleTransferRequest.FromString,
+                    response_serializer=cnnpipe_dot_serve_dot_v1_dot_inference__pb2.StyleTransferUpdate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +279,33 @@ class Inference:
             '/cnnpipe.v1.Inference/Explain',
             cnnpipe_dot_serve_dot_v1_dot_inference__pb2.ExplainRequest.SerializeToString,
             cnnpipe_dot_serve_dot_v1_dot_inference__pb2.ExplainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StyleTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cnnpipe.v1.Inference/StyleTransfer',
+            cnnpipe_dot_serve_dot_v1_dot_inference__pb2.StyleTransferRequest.SerializeToString,
+            cnnpipe_dot_serve_dot_v1_dot_inference__pb2.StyleTransferUpdate.FromString,
             options,
             channel_credentials,
             insecure,
