@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from cnnpipe import paths
+from cnnpipe.dream.backbones import TORCHVISION_BACKBONES
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.serve.auth import load_token
 from cnnpipe.serve.core import ModelsMissing, find_models
@@ -23,9 +24,16 @@ MODELS_DIR = Path(os.environ.get("CNNPIPE_MODELS_DIR", str(paths.MODELS))).resol
 LIMITS = Limits.from_env()
 # ONNX Runtime / torch threads per worker: all cores but one, which is left to the HTTP event loop.
 THREADS = int(os.environ.get("CNNPIPE_THREADS", str(max(1, (os.cpu_count() or 2) - 1))))
-TASK_QUEUE = int(os.environ.get("CNNPIPE_DREAM_QUEUE", "2"))  # DeepDream tasks admitted at once
+TASK_QUEUE = int(os.environ.get("CNNPIPE_DREAM_QUEUE", "2"))  # DeepDream and style-transfer tasks admitted at once
+# Features for DeepDream and style transfer: the trained classifier, or a torchvision net whose
+# ImageNet weights are in torch's cache (servers never download).
+DREAM_BACKBONE = os.environ.get("CNNPIPE_DREAM_BACKBONE", "classifier")
 
 try:
+    if DREAM_BACKBONE not in ("classifier", *TORCHVISION_BACKBONES):
+        raise CnnpipeError(
+            f"CNNPIPE_DREAM_BACKBONE={DREAM_BACKBONE!r}: choose classifier or one of {', '.join(TORCHVISION_BACKBONES)}"
+        )
     CLASSIFIER_PATH, SR_PATHS = find_models(MODELS_DIR)
     SCALES = sorted(int(p.stem.removeprefix("sr_x")) for p in SR_PATHS)
     TOKEN = load_token()  # CNNPIPE_API_TOKEN or CNNPIPE_API_TOKEN_FILE; None = no auth

@@ -28,6 +28,7 @@ TASK_STATES = list(ResultStatus)
 IMAGE_ENDPOINTS = ("/classify", "/super_resolve", "/deepdream", "/deepdream_check", "/deepdream_task/submit", "/noop")
 IMAGE_ENDPOINTS += ("/deepdream_task",)  # BentoML also serves a task's function synchronously here
 IMAGE_ENDPOINTS += ("/explain", "/style_transfer_check", "/style_transfer/submit", "/style_transfer")
+TASKS = ("/deepdream_task", "/style_transfer")  # BentoML task endpoints: /submit, /status, /get, …
 # The file fields each endpoint takes (the others: just "image").
 FILE_FIELDS = dict.fromkeys(("/style_transfer_check", "/style_transfer/submit", "/style_transfer"), ("image", "style"))
 OPEN_PATHS = ("/livez", "/readyz", "/metrics", "/docs.json", "/")  # health, metrics and the API docs
@@ -43,7 +44,7 @@ ERROR_STATUSES = {
     "401": "Missing or invalid bearer token (when the service has one)",
     "413": "Body or image over a limit",
     "422": "A value out of range, an unknown scale or layer, an image too small for the job",
-    "429": "DeepDream task queue full; retry after the Retry-After seconds",
+    "429": "Task queue (DeepDream, style transfer) full; retry after the Retry-After seconds",
     "500": "A bug; the server log has the details",
 }
 
@@ -85,11 +86,12 @@ def openapi_with_errors(spec: dict[str, Any]) -> dict[str, Any]:
             responses = operation["responses"]
             for code in [c for c in responses if c.startswith(("4", "5"))]:
                 del responses[code]
+            task = next((t for t in TASKS if path == t or path.startswith(f"{t}/")), None)
             for code, description in ERROR_STATUSES.items():
-                if code == "429" and path not in ("/deepdream_task/submit", "/deepdream_task"):
+                if code == "429" and path not in (task, f"{task}/submit"):
                     continue
                 responses[code] = {"description": description, "content": ref}
-            if path.startswith("/deepdream_task/") and not path.endswith("/submit"):
+            if task is not None and path.startswith(f"{task}/") and not path.endswith("/submit"):
                 responses["404"] = {"description": "No task with this task_id", "content": ref}
     return spec
 

@@ -33,7 +33,7 @@ from cnnpipe.explain.style import StyleRequest
 from cnnpipe.serve.codec import RequestError
 from cnnpipe.serve.core import InferenceCore, classifier_input
 from serving import logs
-from serving.config import INPUT_SIZE, LIMITS, MODELS_DIR, SCALES, TASK_QUEUE, THREADS, TOKEN
+from serving.config import DREAM_BACKBONE, INPUT_SIZE, LIMITS, MODELS_DIR, SCALES, TASK_QUEUE, THREADS, TOKEN
 from serving.middleware import BearerAuth, ErrorBodies, Precheck, TaskQueueLimit, UploadGuard
 from serving.progress_store import ProgressStore
 
@@ -144,7 +144,7 @@ class Cnnpipe:
             import torch
 
             torch.set_num_threads(THREADS)
-        self.core = InferenceCore(MODELS_DIR, threads=THREADS, limits=LIMITS)
+        self.core = InferenceCore(MODELS_DIR, threads=THREADS, limits=LIMITS, dream_backbone=DREAM_BACKBONE)
 
     @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=10_000)
     async def classify(self, image: list[ClassifierUpload]) -> list[dict]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from cnnpipe import paths
 from cnnpipe.atomic import atomic_write
-from cnnpipe.data.images import bsds_split_dir, center_square, list_images, read_rgb
+from cnnpipe.data.images import bsds_split_dir, center_square_rgb, list_images, read_rgb
 from cnnpipe.device import pick_device
 from cnnpipe.dream.backbones import classifier_backbone
 from cnnpipe.dream.gallery import dream_gallery
@@ -23,9 +23,7 @@ def main() -> None:
     dream = dream_params(DreamRequest.of(g), "classifier")
     backbone = classifier_backbone(paths.CLASSIFIER_CHECKPOINT, pick_device(params.device))
     images = list_images(bsds_split_dir(paths.BSDS300, "test"))[: g.images]
-    originals = [
-        center_square(read_rgb(p), g.size).round().clamp(0, 255).byte()[0].permute(1, 2, 0).numpy() for p in images
-    ]
+    originals = [center_square_rgb(read_rgb(p), g.size) for p in images]
     grid = dream_gallery(originals, backbone, dream)
     with atomic_write(paths.DREAM_GALLERY) as tmp:
         grid.save(tmp, format="PNG")

@@ -193,6 +193,7 @@ def test_a_second_concurrent_dream_is_turned_away(stub: pb_grpc.InferenceStub) -
         list(stub.DeepDream(pb.DeepDreamRequest(image=GOOD["rgb png"], octaves=1, steps=1)))
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     first.cancel()
+    _until_the_slot_is_free(stub)
 
 
 def test_style_transfer_streams_progress_then_the_image(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:
@@ -238,11 +239,16 @@ def test_style_transfer_and_deepdream_share_the_slots(stub: pb_grpc.InferenceStu
         list(stub.DeepDream(pb.DeepDreamRequest(image=GOOD["rgb png"], octaves=1, steps=1)))
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     first.cancel()
-    deadline = time.monotonic() + 60  # the cancelled call frees its slot at its next step
+    _until_the_slot_is_free(stub)
+
+
+def _until_the_slot_is_free(stub: pb_grpc.InferenceStub) -> None:
+    """A cancelled stream frees its slot at its next step: wait for a tiny dream to be admitted."""
+    deadline = time.monotonic() + 120
     while True:
         try:
             list(stub.DeepDream(pb.DeepDreamRequest(image=GOOD["rgb png"], octaves=1, steps=1)))
-            break
+            return
         except grpc.RpcError as error:
             assert error.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
             time.sleep(0.2)

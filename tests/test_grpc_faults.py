@@ -76,6 +76,9 @@ class BrokenCore:
     def explain(self, *args: object, **kwargs: object) -> object:
         raise IndexError("boom in explain")
 
+    def style_transfer(self, *args: object, **kwargs: object) -> object:
+        raise RuntimeError("boom in style_transfer")
+
 
 @pytest.fixture
 def broken_server():
@@ -96,6 +99,7 @@ def test_a_bug_inside_any_call_is_internal_and_releases_the_slot(broken_server, 
         lambda: stub.GetMetadata(pb.GetMetadataRequest(), timeout=10),
         lambda: stub.Explain(pb.ExplainRequest(image=GOOD["rgb png"]), timeout=10),
         *[lambda: list(stub.DeepDream(pb.DeepDreamRequest(image=GOOD["rgb png"]), timeout=10))] * 3,
+        *[lambda: list(stub.StyleTransfer(pb.StyleTransferRequest(image=GOOD["rgb png"]), timeout=10))] * 2,
     ]
     for call in calls:
         started = time.monotonic()
@@ -183,6 +187,13 @@ def test_every_rpc_through_reflection_follows_the_status_table(served_models: Pa
             ({"image": invalid}, "INVALID_ARGUMENT"),
             ({"image": too_large}, "RESOURCE_EXHAUSTED"),
         ],
+        "StyleTransfer": [
+            ({"image": ok, "style": ok, "steps": 1}, None),
+            ({"image": ok, "style": ok, "steps": 0}, "INVALID_ARGUMENT"),
+            ({"image": ok, "style": invalid}, "INVALID_ARGUMENT"),
+            ({"image": AWKWARD["1x1"], "style": ok}, "INVALID_ARGUMENT"),
+            ({"image": too_large, "style": ok}, "RESOURCE_EXHAUSTED"),
+        ],
         "GetMetadata": [({}, None)],
     }
     with grpc_server(served_models, "--threads", "1") as address:
@@ -193,7 +204,7 @@ def test_every_rpc_through_reflection_follows_the_status_table(served_models: Pa
             for fields, expected in rows:
                 try:
                     result = call(request(**fields), timeout=60)
-                    list(result) if name == "DeepDream" else result
+                    list(result) if name in ("DeepDream", "StyleTransfer") else result
                     code = None
                 except grpc.RpcError as error:
                     code = error.code().name

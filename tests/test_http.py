@@ -19,6 +19,7 @@ from PIL import Image
 
 from cnnpipe.dream.presets import DreamRequest
 from cnnpipe.explain.style import StyleRequest
+from cnnpipe.serve.codec import RequestError
 from cnnpipe.serve.core import InferenceCore
 from serving.launch import bentoml_server, server_env
 
@@ -359,6 +360,23 @@ def test_missing_models_stop_the_server_with_one_line(tmp_path) -> None:
     assert result.returncode != 0
     assert "error: no exported models in" in result.stderr and "dvc repro export_onnx" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_bad_dream_backbone_stops_the_server_with_one_line(served_models, tmp_path) -> None:
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:Cnnpipe", "--port", "0"]
+    env = {**server_env(served_models), "CNNPIPE_DREAM_BACKBONE": "alexnet"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "error: CNNPIPE_DREAM_BACKBONE='alexnet': choose classifier or one of vgg19" in result.stderr
+
+
+def test_torchvision_backbone_without_cached_weights_is_a_422(served_models, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-cache"))
+    core = InferenceCore(served_models, threads=1, dream_backbone="vgg19")
+    with pytest.raises(RequestError) as refused:
+        core.style_transfer(GOOD["rgb png"], GOOD["rgb png"], StyleRequest(steps=1))
+    assert refused.value.http_status == 422 and str(refused.value).startswith("no ImageNet weights for vgg19 at ")
+    assert core.classify([GOOD["rgb png"]])[0]["top_k"]  # the rest of the core still answers
 
 
 def test_bentoml_build_packages_service_library_and_models(served_models, tmp_path) -> None:

@@ -151,6 +151,23 @@ def test_deepdream_progress_rises_and_cancel_stops_it_on_the_server(page) -> Non
     assert size == [48, 48] and page.eval_on_selector("#dream-progress", "p => p.value") == 1
 
 
+def test_style_transfer_needs_both_images_and_shows_the_result(page) -> None:
+    page.click("[data-tab=style]")
+    _upload(page, "style-content", "content.png", encode(Image.fromarray(photo(40, 56, seed=1))))
+    assert page.is_disabled("#style-start")  # no style image yet
+    _upload(page, "style-style", "style.png", encode(Image.fromarray(photo(32, 32, seed=2))))
+    page.fill("#style-steps", "5")
+    page.click("#style-start")
+    page.wait_for_function("document.querySelector('#style-state').textContent === 'done'", timeout=SLOW)
+    size = page.eval_on_selector("#style-result", "img => [img.naturalWidth, img.naturalHeight]")
+    assert size == [56, 40] and page.eval_on_selector("#style-progress", "p => p.value") == 1
+
+    page.fill("#style-steps", "100000")  # over the server's limit: its message, on the page
+    page.click("#style-start")
+    page.wait_for_selector("#style .error:not([hidden])", timeout=SLOW)
+    assert page.inner_text("#style .error") == "steps must be in 1..500, got 100000"
+
+
 def test_a_text_file_gets_the_apis_message(page) -> None:
     _upload(page, "classify", "notes.txt", b"not an image at all", mime="text/plain")
     page.wait_for_selector("#classify .error:not([hidden])", timeout=SLOW)
@@ -171,7 +188,7 @@ def test_models_tab_shows_versions_and_provenance(page, served_models: Path) -> 
 def test_the_page_requests_nothing_outside_this_server(page, base: str) -> None:
     _upload(page, "classify", "photo.png", encode(Image.fromarray(photo(32, 32))))
     page.wait_for_selector("#classify .bar >> nth=4", timeout=SLOW)
-    for tab in ("superres", "dream", "models"):
+    for tab in ("superres", "dream", "style", "models"):
         page.click(f"[data-tab={tab}]")
     outside = [u for u in page.requested if not (u.startswith(f"{base}/") or u.startswith("blob:" + base))]
     assert not outside and f"{base}/ui/app.js" in page.requested

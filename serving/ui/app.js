@@ -211,51 +211,58 @@ async function decode(blob) {
   }
 }
 
-// ------------------------------------------------------------------------------------- DeepDream
+// ------------------------------------------------------------------- tasks: DeepDream, style transfer
 
-let dreamTask = null;
+// Each long job is a BentoML task: submit, then poll its progress and status, get the PNG; Cancel
+// asks the server to stop it at its next step.
+const TASKS = {
+  dream: { task: "deepdream_task", progress: "deepdream_progress", cancel: "deepdream_cancel" },
+  style: { task: "style_transfer", progress: "style_transfer_progress", cancel: "style_transfer_cancel" },
+};
+const running = {}; // panel id → task id
 
-async function startDream() {
-  const panel = $("#dream");
+async function runTask(kind, form) {
+  const routes = TASKS[kind];
+  const panel = $(`#${kind}`);
+  const state = $(`#${kind}-state`);
+  const bar = $(`#${kind}-progress`);
+  const result = $(`#${kind}-result`);
   showError(panel, null);
-  const layers = [...$("#layers").selectedOptions].map((option) => option.value);
-  const fields = { octaves: $("#octaves").value, steps: $("#steps").value };
-  if (layers.length) fields.layers = JSON.stringify(layers);
-  const state = $("#dream-state");
-  const bar = $("#dream-progress");
   bar.value = 0;
-  $("#dream-result").hidden = true;
+  result.hidden = true;
+  let task;
   try {
-    const submitted = await (await api("/deepdream_task/submit", { form: imageForm(chosen.dream, fields) })).json();
-    dreamTask = submitted.task_id;
+    task = (await (await api(`/${routes.task}/submit`, { form })).json()).task_id;
   } catch (error) {
     showError(panel, error);
     return;
   }
-  const task = dreamTask;
-  $("#dream-start").disabled = true;
-  $("#dream-cancel").disabled = false;
+  running[kind] = task;
+  $(`#${kind}-start`).disabled = true;
+  $(`#${kind}-cancel`).disabled = false;
   state.textContent = "queued";
   try {
     for (;;) {
-      const progress = await (await api("/deepdream_progress", { json: { task_id: task } })).json();
+      const progress = await (await api(`/${routes.progress}`, { json: { task_id: task } })).json();
       bar.value = progress.fraction;
-      if (progress.octave !== undefined) state.textContent = `octave ${progress.octave}, step ${progress.step}`;
-      const { status } = await (await api(`/deepdream_task/status?task_id=${task}`, { method: "GET" })).json();
+      if (progress.step !== undefined) {
+        state.textContent = kind === "dream" ? `octave ${progress.octave}, step ${progress.step}` : `step ${progress.step}`;
+      }
+      const { status } = await (await api(`/${routes.task}/status?task_id=${task}`, { method: "GET" })).json();
       if (status === "completed") {
-        const blob = await (await api(`/deepdream_task/get?task_id=${task}`, { method: "GET" })).blob();
-        $("#dream-result").src = URL.createObjectURL(blob);
-        $("#dream-result").hidden = false;
+        const blob = await (await api(`/${routes.task}/get?task_id=${task}`, { method: "GET" })).blob();
+        result.src = URL.createObjectURL(blob);
+        result.hidden = false;
         state.textContent = "done";
         break;
       }
       if (status === "failed" || status === "canceled") {
-        const last = await (await api("/deepdream_progress", { json: { task_id: task } })).json();
+        const last = await (await api(`/${routes.progress}`, { json: { task_id: task } })).json();
         if (last.cancelled) {
           state.textContent = `cancelled (${last.error})`;
         } else {
           state.textContent = "failed";
-          await api(`/deepdream_task/get?task_id=${task}`, { method: "GET" }); // throws with the API's message
+          await api(`/${routes.task}/get?task_id=${task}`, { method: "GET" }); // throws with the API's message
         }
         break;
       }
@@ -264,20 +271,41 @@ async function startDream() {
   } catch (error) {
     showError(panel, error);
   } finally {
-    dreamTask = null;
-    $("#dream-start").disabled = false;
-    $("#dream-cancel").disabled = true;
+    delete running[kind];
+    $(`#${kind}-start`).disabled = false;
+    $(`#${kind}-cancel`).disabled = true;
   }
 }
 
-async function cancelDream() {
-  if (!dreamTask) return;
-  $("#dream-state").textContent = "cancelling…";
+async function cancelTask(kind) {
+  if (!running[kind]) return;
+  $(`#${kind}-state`).textContent = "cancelling…";
   try {
-    await api("/deepdream_cancel", { json: { task_id: dreamTask } });
+    await api(`/${TASKS[kind].cancel}`, { json: { task_id: running[kind] } });
   } catch (error) {
-    showError($("#dream"), error);
+    showError($(`#${kind}`), error);
   }
+}
+
+function startDream() {
+  const layers = [...$("#layers").selectedOptions].map((option) => option.value);
+  const fields = { octaves: $("#octaves").value, steps: $("#steps").value };
+  if (layers.length) fields.layers = JSON.stringify(layers);
+  return runTask("dream", imageForm(chosen.dream, fields));
+}
+
+function startStyle() {
+  const form = imageForm(chosen["style-content"], { steps: $("#style-steps").value, style_weight: $("#style-weight").value });
+  const style = chosen["style-style"];
+  form.append("style", style, style.name || "style");
+  return runTask("style", form);
+}
+
+function pickedForStyle(which) {
+  return (file) => {
+    $(`#style .preview.${which}`).src = URL.createObjectURL(file);
+    $("#style-start").disabled = !(chosen["style-content"] && chosen["style-style"]);
+  };
 }
 
 // ---------------------------------------------------------------------------------------- models
@@ -323,10 +351,14 @@ async function start() {
   makePicker($('.picker[data-for="classify"]'), classify);
   makePicker($('.picker[data-for="superres"]'), () => ($("#upscale").disabled = false));
   makePicker($('.picker[data-for="dream"]'), () => ($("#dream-start").disabled = false));
+  makePicker($('.picker[data-for="style-content"]'), pickedForStyle("content"));
+  makePicker($('.picker[data-for="style-style"]'), pickedForStyle("style"));
   $("#upscale").addEventListener("click", superResolve);
   $("#cam-class").addEventListener("change", explainChosen);
   $("#dream-start").addEventListener("click", startDream);
-  $("#dream-cancel").addEventListener("click", cancelDream);
+  $("#dream-cancel").addEventListener("click", () => cancelTask("dream"));
+  $("#style-start").addEventListener("click", startStyle);
+  $("#style-cancel").addEventListener("click", () => cancelTask("style"));
   $(".compare .slider").addEventListener("input", (event) => {
     $(".compare").style.setProperty("--pos", `${event.target.value}%`);
   });

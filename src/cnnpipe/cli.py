@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from cnnpipe import __version__, paths
 from cnnpipe.compare.report import FORMATS
 from cnnpipe.data.sample import SAMPLE_SIZES, write_archives
-from cnnpipe.dream.backbones import DEFAULT_LAYER
+from cnnpipe.dream.backbones import DEFAULT_LAYER, TORCHVISION_BACKBONES
 from cnnpipe.dream.presets import DEFAULT_PRESET, PRESETS
 from cnnpipe.errors import CnnpipeError, exit_on_user_error
 from cnnpipe.explain.attribution import METHODS as EXPLAIN_METHODS
@@ -268,7 +268,9 @@ def serve_grpc_command(args: argparse.Namespace) -> None:
         tls_client_ca=tls[2],
     )
     torch_threads(args.threads)
-    core = InferenceCore(Path(args.models), threads=args.threads, limits=Limits.from_env())
+    core = InferenceCore(
+        Path(args.models), threads=args.threads, limits=Limits.from_env(), dream_backbone=args.dream_backbone
+    )
     serve(core, settings)
 
 
@@ -428,6 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=8, help="concurrent RPCs")
     g.add_argument("--threads", type=int, default=0, help="ONNX Runtime / torch threads (0 = all cores)")
     g.add_argument("--max-message-mb", type=int, default=32, help="largest request accepted")
+    g.add_argument(
+        "--dream-backbone",
+        choices=["classifier", *TORCHVISION_BACKBONES],
+        default=os.environ.get("CNNPIPE_DREAM_BACKBONE", "classifier"),
+        help="features for DeepDream and style transfer (torchvision nets need cached ImageNet weights)",
+    )
     g.add_argument(
         "--dream-slots", type=int, default=1, help="DeepDream and style-transfer streams at once (more: UNAVAILABLE)"
     )

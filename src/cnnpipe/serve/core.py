@@ -197,7 +197,7 @@ class InferenceCore:
             "target_label": self.classes[chosen],
             "layer": self._explain_layer,
             "map": cam.numpy().round(4).tolist(),
-            "overlay_png": encode_png(heatmap_overlay(display, cam), compress_level=1),  # latency over bytes
+            "overlay_png": encode_png(heatmap_overlay(display, cam), compress_level=0),  # latency over bytes (README)
         }
 
     # ------------------------------------------------------------------ super-resolution

@@ -219,7 +219,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         ticket = self.dream_slots.take()
         if ticket is None:
             log.info("%s %s refused (UNAVAILABLE): all slots busy", rid, method)
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"all {method} slots are busy; retry later")
+            context.abort(grpc.StatusCode.UNAVAILABLE, "all DeepDream/style-transfer slots are busy; retry later")
             return
         updates: queue.Queue[Any] = queue.Queue()
 
