@@ -10,6 +10,7 @@ Runtime call, then Grad-CAM (a PyTorch forward and backward) and a 256×256 PNG 
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import statistics
 import sys
@@ -55,10 +56,14 @@ def main() -> None:
             client = httpx.Client(base_url=base, timeout=120)
             classify = p50_ms(client, "/classify", image, args.requests)
             explain = p50_ms(client, "/explain", image, args.requests)
+            answer = client.post("/explain", files={"image": ("photo.png", image)}).json()
+            overlay = len(base64.b64decode(answer["overlay_png"]))
+            side = f"{len(answer['map'])}×{len(answer['map'][0])}"
             client.close()
     ratio = explain / classify
     verdict = "met" if ratio <= 3 else "NOT met"
     print(f"classify p50 {classify:.2f} ms, explain p50 {explain:.2f} ms: {ratio:.2f}× (target ≤ 3×: {verdict})")
+    print(f"explain answer: overlay PNG {overlay} bytes (256×256, stored uncompressed), map {side} as JSON")
 
 
 if __name__ == "__main__":
