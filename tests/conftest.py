@@ -49,6 +49,21 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         super().do_GET()
 
 
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small untrained CIFAR-10 classifier checkpoint (seed 0) for the look-inside commands."""
+    import torch
+
+    from cnnpipe.data.cifar10 import CLASSES
+    from cnnpipe.models.checkpoint import build_classifier, save_checkpoint
+
+    torch.manual_seed(0)
+    config = {"arch": "airbench", "classes": list(CLASSES), "widths": [8, 16, 16]}
+    path = tmp_path_factory.mktemp("classifier") / "classifier.pt"
+    save_checkpoint(path, build_classifier(config), config)
+    return path
+
+
 @pytest.fixture
 def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A real HTTP server on 127.0.0.1 serving a temporary folder: (base URL, folder)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,6 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cnnpipe.data.cifar10 import CLASSES
 from cnnpipe.explain.attribution import (
     METHODS,
     Normalized,
@@ -24,10 +21,10 @@ from cnnpipe.explain.attribution import (
 )
 from cnnpipe.explain.features import activations, first_conv
 from cnnpipe.explain.render import activation_grid, filter_grid, gradient_image, heatmap_overlay
-from cnnpipe.models.checkpoint import build_classifier, save_checkpoint
+from cnnpipe.models.checkpoint import build_classifier
 
+from .cli import run_cli
 from .images import photo
-from .pipeline import REPO
 
 
 class RedDetector(nn.Module):
@@ -175,39 +172,32 @@ def test_default_layer_skips_pooling() -> None:
     assert default_layer(model, torch.rand(1, 3, 8, 8)) == "1"
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    config = {"arch": "airbench", "classes": list(CLASSES), "widths": [8, 16, 16]}
-    path = tmp_path_factory.mktemp("explain") / "classifier.pt"
-    save_checkpoint(path, build_classifier(config), config)
-    return path
-
-
-def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cnnpipe.cli", *map(str, args)], capture_output=True, text=True, timeout=300, cwd=REPO
-    )
-
-
 @pytest.mark.parametrize("method", METHODS)
-def test_cli_explain_writes_a_picture(checkpoint: Path, tmp_path: Path, method: str) -> None:
+def test_cli_explain_writes_a_picture(tiny_classifier: Path, tmp_path: Path, method: str) -> None:
     image = tmp_path / "in.png"
     Image.fromarray(photo(40, 56)).save(image)
     out = tmp_path / "out.png"
-    result = _cli("explain", str(image), str(out), "--method", method, "--class", "3", "--classifier", str(checkpoint))
+    result = run_cli(
+        "explain", str(image), str(out), "--method", method, "--class", "3", "--classifier", str(tiny_classifier)
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{method} of class 3 (cat, p=")
     assert Image.open(out).size == (256, 256)
 
 
-def test_cli_filters_and_activations(checkpoint: Path, tmp_path: Path) -> None:
+def test_cli_filters_and_activations(tiny_classifier: Path, tmp_path: Path) -> None:
     image = tmp_path / "in.png"
     Image.fromarray(photo(32, 32)).save(image)
-    filters = _cli("filters", str(tmp_path / "f.png"), "--classifier", str(checkpoint))
+    filters = run_cli("filters", str(tmp_path / "f.png"), "--classifier", str(tiny_classifier))
     assert filters.returncode == 0 and filters.stdout.startswith("24 filters of features.0 (2×2)")
-    maps = _cli(
-        "activations", str(image), str(tmp_path / "a.png"), "--layer", "features.2", "--classifier", str(checkpoint)
+    maps = run_cli(
+        "activations",
+        str(image),
+        str(tmp_path / "a.png"),
+        "--layer",
+        "features.2",
+        "--classifier",
+        str(tiny_classifier),
     )
     assert maps.returncode == 0 and maps.stdout.startswith("features.2: 8 channels of 15×15"), maps.stderr
     assert Image.open(tmp_path / "a.png").mode == "RGB"
@@ -225,10 +215,10 @@ def test_cli_filters_and_activations(checkpoint: Path, tmp_path: Path) -> None:
         (["explain", "missing.png", "OUT"], "error: no such image missing.png"),
     ],
 )
-def test_cli_bad_input_is_one_line(checkpoint: Path, tmp_path: Path, args: list[str], message: str) -> None:
+def test_cli_bad_input_is_one_line(tiny_classifier: Path, tmp_path: Path, args: list[str], message: str) -> None:
     image = tmp_path / "in.png"
     Image.fromarray(photo(32, 32)).save(image)
     args = [str(image) if a == "IMG" else str(tmp_path / "o.png") if a == "OUT" else a for a in args]
-    result = _cli(*args, "--classifier", str(checkpoint))
+    result = run_cli(*args, "--classifier", str(tiny_classifier))
     assert result.returncode == 1 and result.stderr.startswith(message) and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "o.png").exists()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,6 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cnnpipe.data.cifar10 import CLASSES
 from cnnpipe.dream.engine import DreamCancelled
 from cnnpipe.explain.maximize import (
     FourierImage,
@@ -23,9 +20,8 @@ from cnnpipe.explain.maximize import (
     random_views,
     robustness,
 )
-from cnnpipe.models.checkpoint import build_classifier, save_checkpoint
 
-from .pipeline import REPO
+from .cli import run_cli
 
 QUICK = MaximizeParams(steps=200, lr=0.1, samples=2)
 
@@ -150,28 +146,15 @@ def test_robustness_reports_clean_worst_and_mean() -> None:
     assert split.worst < split.mean <= max(split.clean, split.mean)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    config = {"arch": "airbench", "classes": list(CLASSES), "widths": [8, 16, 16]}
-    path = tmp_path_factory.mktemp("maximize") / "classifier.pt"
-    save_checkpoint(path, build_classifier(config), config)
-    return path
-
-
-def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cnnpipe.cli", *map(str, args)], capture_output=True, text=True, timeout=300, cwd=REPO
-    )
-
-
-def test_cli_visualize_class(checkpoint: Path, tmp_path: Path) -> None:
+def test_cli_visualize_class(tiny_classifier: Path, tmp_path: Path) -> None:
     out = tmp_path / "cat.png"
-    result = _cli("visualize-class", "cat", out, "--steps", "3", "--classifier", checkpoint, "--device", "cpu")
+    result = run_cli("visualize-class", "cat", out, "--steps", "3", "--classifier", tiny_classifier, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("class 3 (cat): p=") and "worst p=" in result.stdout
     assert Image.open(out).size == (256, 256)
-    neuron = _cli("visualize-class", "5", out, "--layer", "features.2", "--steps", "2", "--classifier", checkpoint)
+    neuron = run_cli(
+        "visualize-class", "5", out, "--layer", "features.2", "--steps", "2", "--classifier", tiny_classifier
+    )
     assert neuron.returncode == 0 and neuron.stdout.strip() == f"wrote {out}", neuron.stderr
 
 
@@ -185,10 +168,10 @@ def test_cli_visualize_class(checkpoint: Path, tmp_path: Path) -> None:
     ],
 )
 def test_cli_visualize_class_bad_input_is_one_line(
-    checkpoint: Path, tmp_path: Path, args: list[str], message: str
+    tiny_classifier: Path, tmp_path: Path, args: list[str], message: str
 ) -> None:
     args = [str(tmp_path / "o.png") if a == "OUT" else a for a in args]
-    result = _cli(*args, "--classifier", checkpoint)
+    result = run_cli(*args, "--classifier", tiny_classifier)
     assert result.returncode == 1
     assert result.stderr.startswith(message) and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "o.png").exists()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,29 +10,18 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnpipe.data.cifar10 import CLASSES
 from cnnpipe.dream.backbones import Backbone, load_backbone
 from cnnpipe.dream.engine import DreamCancelled
 from cnnpipe.explain.style import StyleError, StyleParams, gram, transfer
-from cnnpipe.models.checkpoint import build_classifier, save_checkpoint
 
+from .cli import run_cli
 from .images import photo
-from .pipeline import REPO
 
 CPU = torch.device("cpu")
 
 
 def _image(h: int, w: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(photo(h, w, seed=seed)).permute(2, 0, 1)[None].float() / 255
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    config = {"arch": "airbench", "classes": list(CLASSES), "widths": [8, 16, 16]}
-    path = tmp_path_factory.mktemp("style") / "classifier.pt"
-    save_checkpoint(path, build_classifier(config), config)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -64,21 +50,21 @@ def test_style_and_content_losses_fall(vgg19: Backbone) -> None:
     assert all(later < earlier for earlier, later in itertools.pairwise(blocks)), blocks
 
 
-def test_from_noise_the_content_loss_falls_too(checkpoint: Path) -> None:
-    backbone = load_backbone("classifier", CPU, classifier_checkpoint=checkpoint)
+def test_from_noise_the_content_loss_falls_too(tiny_classifier: Path) -> None:
+    backbone = load_backbone("classifier", CPU, classifier_checkpoint=tiny_classifier)
     result = transfer(_image(32, 32, 3), _image(40, 48, 4), backbone, StyleParams(steps=30, lr=0.05, init="noise"))
     assert result.content_losses[-1] < 0.5 * result.content_losses[0]
 
 
-def test_without_style_weight_the_content_image_is_already_optimal(checkpoint: Path) -> None:
-    backbone = load_backbone("classifier", CPU, classifier_checkpoint=checkpoint)
+def test_without_style_weight_the_content_image_is_already_optimal(tiny_classifier: Path) -> None:
+    backbone = load_backbone("classifier", CPU, classifier_checkpoint=tiny_classifier)
     content = _image(32, 32, 5)
     result = transfer(content, _image(32, 32, 6), backbone, StyleParams(steps=3, style_weight=0.0))
     assert torch.equal(result.image, content) and result.content_losses == [0.0, 0.0, 0.0]
 
 
-def test_same_seed_same_image_on_cpu(checkpoint: Path) -> None:
-    backbone = load_backbone("classifier", CPU, classifier_checkpoint=checkpoint)
+def test_same_seed_same_image_on_cpu(tiny_classifier: Path) -> None:
+    backbone = load_backbone("classifier", CPU, classifier_checkpoint=tiny_classifier)
     runs = [
         transfer(_image(32, 32, 7), _image(32, 32, 8), backbone, StyleParams(steps=3, init="noise", seed=s)).image
         for s in (1, 1, 2)
@@ -86,8 +72,8 @@ def test_same_seed_same_image_on_cpu(checkpoint: Path) -> None:
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 
-def test_progress_every_step_and_cancel(checkpoint: Path) -> None:
-    backbone = load_backbone("classifier", CPU, classifier_checkpoint=checkpoint)
+def test_progress_every_step_and_cancel(tiny_classifier: Path) -> None:
+    backbone = load_backbone("classifier", CPU, classifier_checkpoint=tiny_classifier)
     seen: list[float] = []
     transfer(_image(32, 32, 7), _image(32, 32, 8), backbone, StyleParams(steps=3), lambda p: seen.append(p.fraction))
     assert seen == pytest.approx([1 / 3, 2 / 3, 1.0])
@@ -109,35 +95,29 @@ def test_progress_every_step_and_cancel(checkpoint: Path) -> None:
     ],
 )
 def test_bad_parameters_are_refused_before_any_step(
-    checkpoint: Path, params: StyleParams, size: tuple[int, int], message: str
+    tiny_classifier: Path, params: StyleParams, size: tuple[int, int], message: str
 ) -> None:
-    backbone = load_backbone("classifier", CPU, classifier_checkpoint=checkpoint)
+    backbone = load_backbone("classifier", CPU, classifier_checkpoint=tiny_classifier)
     steps: list[int] = []
     with pytest.raises(StyleError, match=message):
         transfer(_image(*size, 1), _image(32, 32, 2), backbone, params, lambda p: steps.append(p.step))
     assert steps == []
 
 
-def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cnnpipe.cli", *map(str, args)], capture_output=True, text=True, timeout=300, cwd=REPO
-    )
-
-
-def test_cli_style(checkpoint: Path, tmp_path: Path) -> None:
+def test_cli_style(tiny_classifier: Path, tmp_path: Path) -> None:
     Image.fromarray(photo(36, 44, seed=1)).save(tmp_path / "content.png")
     Image.fromarray(photo(50, 50, seed=2)).save(tmp_path / "style.jpg")
     out = tmp_path / "out.png"
-    args = ("--backbone", "classifier", "--classifier", checkpoint, "--device", "cpu")
-    result = _cli("style", tmp_path / "content.png", tmp_path / "style.jpg", out, "--steps", "3", *args)
+    args = ("--backbone", "classifier", "--classifier", tiny_classifier, "--device", "cpu")
+    result = run_cli("style", tmp_path / "content.png", tmp_path / "style.jpg", out, "--steps", "3", *args)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("content loss 0 → ") and "style loss" in result.stdout
     assert Image.open(out).size == (44, 36)
 
-    bad = _cli("style", tmp_path / "content.png", tmp_path / "style.jpg", out, "--style-layers", "nope", *args)
+    bad = run_cli("style", tmp_path / "content.png", tmp_path / "style.jpg", out, "--style-layers", "nope", *args)
     assert bad.returncode == 1 and bad.stderr.startswith("error: classifier has no layer 'nope'"), bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
-    missing = _cli("style", tmp_path / "none.png", tmp_path / "style.jpg", tmp_path / "new.png", *args)
+    missing = run_cli("style", tmp_path / "none.png", tmp_path / "style.jpg", tmp_path / "new.png", *args)
     assert missing.returncode == 1 and missing.stderr.strip().splitlines() == [
         f"error: no such image {tmp_path / 'none.png'}"
     ]
@@ -146,11 +126,7 @@ def test_cli_style(checkpoint: Path, tmp_path: Path) -> None:
 
 def test_cli_style_missing_imagenet_weights_is_one_line(tmp_path: Path) -> None:
     Image.fromarray(photo(32, 32)).save(tmp_path / "c.png")
-    env_home = {"TORCH_HOME": str(tmp_path / "torch")}
-    result = subprocess.run(
-        [sys.executable, "-m", "cnnpipe.cli", "style", tmp_path / "c.png", tmp_path / "c.png", tmp_path / "o.png",
-         "--no-download"],
-        capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, **env_home},
-    )  # fmt: skip
+    command = ("style", tmp_path / "c.png", tmp_path / "c.png", tmp_path / "o.png", "--no-download")
+    result = run_cli(*command, env={"TORCH_HOME": str(tmp_path / "torch")})
     assert result.returncode == 1 and result.stderr.startswith("error: no ImageNet weights for vgg19 at ")
     assert len(result.stderr.strip().splitlines()) == 1
