@@ -29,7 +29,7 @@ COLUMNS = ("image", "Grad-CAM: true", "Grad-CAM: predicted", "guided backprop", 
 
 
 def _titled(panels: Sequence[tuple[str, np.ndarray]]) -> Image.Image:
-    """Pictures side by side, each under its title."""
+    """Pictures side by side, each under its title (ASCII: Pillow's default font lacks ×, →, …)."""
     width = sum(p.shape[1] for _, p in panels) + PAD * (len(panels) + 1)
     height = max(p.shape[0] for _, p in panels) + HEADER + PAD
     sheet = Image.new("RGB", (width, height), "white")
@@ -85,7 +85,7 @@ def filters_picture(model: nn.Module) -> Image.Image:
     return _titled(
         [
             (
-                f"{name}: {conv.out_channels} filters, {conv.kernel_size[0]}×{conv.kernel_size[1]}",
+                f"{name}: {conv.out_channels} filters, {conv.kernel_size[0]}x{conv.kernel_size[1]}",
                 filter_grid(conv.weight),
             )
         ]
@@ -97,7 +97,8 @@ def activations_picture(model: nn.Module, image: torch.Tensor, layers: Sequence[
     panels = []
     for layer in layers:
         maps = activations(model, image[None], layer)
-        panels.append((f"{layer}: {maps.shape[1]}×{maps.shape[2]}×{maps.shape[3]}", activation_grid(maps, 32, cell=48)))
+        title = f"{layer}: {maps.shape[1]} maps of {maps.shape[2]}x{maps.shape[3]}"
+        panels.append((title, activation_grid(maps, 32, cell=48)))
     rgb = upscale_nearest(rgb_picture(image), 4)
     return _titled([("image", rgb), *panels])
 
