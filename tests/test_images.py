@@ -1,0 +1,28 @@
+"""The image helpers the CLI, the stages and the servers share."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnpipe.data.images import encode_png, encode_png_stored
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (3, 7, 3), (256, 256, 3), (41, 300, 3)])
+def test_stored_png_decodes_to_the_same_pixels(shape: tuple[int, int, int]) -> None:
+    rgb = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    data = encode_png_stored(rgb)
+    Image.open(io.BytesIO(data)).verify()  # chunk CRCs and structure
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG" and image.mode == "RGB" and image.size == (shape[1], shape[0])
+    assert np.array_equal(np.asarray(image), rgb)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode_png(rgb)))), rgb)  # as Pillow's
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4, 3), np.float32)])
+def test_stored_png_takes_only_uint8_rgb(bad: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="expected uint8 H×W×3"):
+        encode_png_stored(bad)
