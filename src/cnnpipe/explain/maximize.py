@@ -81,6 +81,9 @@ def _frequencies(height: int, width: int) -> torch.Tensor:
 class FourierImage(nn.Module):
     """N images as 1/f-scaled spectra in a decorrelated colour space; ``forward`` → N×3×H×W in [0, 1]."""
 
+    scale: torch.Tensor  # buffers
+    colours: torch.Tensor
+
     def __init__(self, n: int, size: int, decay: float, init: str, generator: torch.Generator) -> None:
         super().__init__()
         freqs = _frequencies(size, size)

@@ -145,8 +145,9 @@ def transfer(
     the stylised image at the content's size and the loss of every step. Deterministic per seed on
     the CPU."""
     p = params or StyleParams()
-    content_layer, style_layers = validate(backbone, p, tuple(content.shape[-2:]))
-    style = _fit_style(style, tuple(content.shape[-2:]))
+    size = (content.shape[-2], content.shape[-1])
+    content_layer, style_layers = validate(backbone, p, size)
+    style = _fit_style(style, size)
     if min(style.shape[-2:]) < backbone.probe(list(style_layers))[0]:
         raise StyleError("the style image is too small for the style layers once scaled to the content")
     wanted = [content_layer, *style_layers]
