@@ -59,6 +59,9 @@ def test_metadata(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:
     assert list(meta.classes) == core.classes and list(meta.scales) == [2, 3]
     assert {m.name for m in meta.models} == {"classifier", "sr_x2", "sr_x3"}
     assert all(len(m.sha256) == 64 for m in meta.models)
+    http = core.metadata()  # the same answers as HTTP's /metadata
+    assert list(meta.dream_layers) == http["dream_layers"] and len(meta.dream_layers) > 1
+    assert meta.dream_default_layer == http["dream_default_layer"] == "features.3"
 
 
 def test_metadata_provenance_matches_http(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:

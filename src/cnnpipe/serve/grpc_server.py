@@ -286,7 +286,8 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             models=[_model_info(m) for m in meta["models"]],
             cnnpipe_version=meta["cnnpipe_version"],
             dream_backbone=meta["dream_backbone"],
-            dream_layers=[meta["dream_default_layer"]],
+            dream_layers=meta["dream_layers"],
+            dream_default_layer=meta["dream_default_layer"],
             dream_presets=list(meta["dream_presets"]),
         )
 
