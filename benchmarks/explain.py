@@ -146,14 +146,20 @@ def main() -> None:
     print(f"Grad-CAM deletion AUC {abs(change):.1%} {side} random's (target: ≥ 30% below): {lower}")
     print(f"Grad-CAM insertion AUC {gc['insertion']:.4f} vs random {floor['insertion']:.4f}: {higher}")
 
-    print(f"\nSanity check (cascading randomisation, {args.sanity_images} images, Grad-CAM at {layer}):")
+    if args.sanity_images > 0:
+        sanity_check(model, images[: args.sanity_images], predicted[: args.sanity_images].tolist(), layer)
+    print(f"\n{time.perf_counter() - started:.0f} s in all")
+
+
+def sanity_check(model: torch.nn.Module, sample: torch.Tensor, targets: list[int], layer: str) -> None:
+    """Cascading randomisation (Adebayo et al. 2018): re-initialise the head, then each conv group
+    from the top, and print the mean Spearman ρ of each image's Grad-CAM before and after."""
+    print(f"\nSanity check (cascading randomisation, {len(sample)} images, Grad-CAM at {layer}):")
     children = [name for name, m in model.features.named_children() if any(True for _ in m.parameters())]
     cascade = [("head", [n for n, _ in model.named_children() if n != "features"])] + [
         (f"+ features.{c}", [f"features.{c}"]) for c in reversed(children)
     ]
     randomised = copy.deepcopy(model)
-    sample = images[: args.sanity_images]
-    targets = predicted[: args.sanity_images].tolist()
     trained_maps = [gradcam(model, s[None], t, layer) for s, t in zip(sample, targets, strict=True)]
     for label, names in cascade:
         for name in names:
@@ -165,7 +171,6 @@ def main() -> None:
             for a, s, t in zip(trained_maps, sample, targets, strict=True)
         ]
         print(f"  randomised {label:<14} mean Spearman ρ {np.mean(rho):+.3f}")
-    print(f"\n{time.perf_counter() - started:.0f} s in all")
 
 
 if __name__ == "__main__":
