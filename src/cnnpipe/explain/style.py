@@ -147,9 +147,7 @@ def transfer(
     p = params or StyleParams()
     size = (content.shape[-2], content.shape[-1])
     content_layer, style_layers = validate(backbone, p, size)
-    style = _fit_style(style, size)
-    if min(style.shape[-2:]) < backbone.probe(list(style_layers))[0]:
-        raise StyleError("the style image is too small for the style layers once scaled to the content")
+    style = _fit_style(style, size)  # its short side is the content's: big enough, as validated
     wanted = [content_layer, *style_layers]
     with torch.no_grad():
         target_content = backbone.activations(content, [content_layer])[content_layer].float()
