@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -49,8 +48,7 @@ def main() -> None:
         started = time.perf_counter()
         images = maximize(net.model, Objective(targets), net.input_size, params)
         seconds = time.perf_counter() - started
-        seen = F.interpolate(images, size=net.input_size, mode="bilinear", antialias=True)
-        checks = robustness(net.model, seen, targets, seed=args.seed)
+        checks = robustness(net.model, images, targets, net.input_size, seed=args.seed)
         robust = sum(c.worst >= TARGET for c in checks)
         print(f"\n{name}: {seconds:.1f} s; classes with worst p ≥ {TARGET}: {robust}/{len(targets)}")
         print(f"{'class':12s} {'p':>6s} {'worst p':>8s} {'mean p':>7s}")

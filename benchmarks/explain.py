@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,22 +32,9 @@ sys.path.insert(0, str(ROOT))
 from cnnpipe.data import cifar10  # noqa: E402
 from cnnpipe.data.color import to_float  # noqa: E402
 from cnnpipe.device import describe_hardware  # noqa: E402
+from cnnpipe.dream.engine import gaussian_blur  # noqa: E402
 from cnnpipe.explain.attribution import default_layer, gradcam, rectified_gradient  # noqa: E402
 from cnnpipe.models.checkpoint import load_classifier  # noqa: E402
-
-
-def blurred(images: torch.Tensor, sigma: float = 3.0) -> torch.Tensor:
-    radius = int(3 * sigma)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-(x**2) / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).to(images)
-    c = images.shape[1]
-    out = F.conv2d(
-        F.pad(images, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c
-    )
-    return F.conv2d(
-        F.pad(out, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c
-    )
 
 
 @torch.no_grad()
@@ -63,7 +49,7 @@ def curves(
     for k in range(1, steps + 1):
         masks[k, order[: round(n * k / steps)]] = 1
     masks = masks.view(steps + 1, 1, h, w)
-    soft = blurred(image[None])
+    soft = gaussian_blur(image[None], 3.0)
     deleted = image * (1 - masks) + (soft * masks if fill == "blur" else 0)
     inserted = soft * (1 - masks) + image * masks
     probs = model(torch.cat([deleted, inserted])).softmax(1)[:, target]

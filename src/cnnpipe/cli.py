@@ -7,7 +7,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cnnpipe import __version__, paths
 from cnnpipe.compare.report import FORMATS
@@ -39,7 +39,6 @@ def sample_data(args: argparse.Namespace) -> None:
 
 def dream_command(args: argparse.Namespace) -> None:
     from cnnpipe.data.images import read_rgb, write_png
-    from cnnpipe.device import pick_device
     from cnnpipe.dream.backbones import load_backbone
     from cnnpipe.dream.engine import dream
     from cnnpipe.dream.presets import DreamRequest, dream_params
@@ -53,13 +52,7 @@ def dream_command(args: argparse.Namespace) -> None:
         max_total_steps=args.max_total_steps,
         tile_size=args.tile_size,
     )
-    backbone = load_backbone(
-        args.backbone,
-        pick_device(args.device),
-        weights=args.weights,
-        classifier_checkpoint=Path(args.classifier),
-        download=not args.no_download,
-    )
+    backbone = load_backbone(args.backbone, **_loading(args))
     with progress(total=params.octaves * params.steps, desc="dream", unit="step") as bar:
 
         def advance(_progress: object) -> None:  # returns None: never cancels
@@ -70,17 +63,23 @@ def dream_command(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}")
 
 
-def _explainable(args: argparse.Namespace) -> Explainable:
+def _loading(args: argparse.Namespace) -> dict[str, Any]:
+    """How the model arguments (``--device``, ``--weights``, ``--classifier``, ``--no-download``)
+    ask :func:`~cnnpipe.dream.backbones.load_backbone` and ``load_explainable`` to load a net."""
     from cnnpipe.device import pick_device
+
+    return {
+        "device": pick_device(args.device),
+        "weights": args.weights,
+        "classifier_checkpoint": Path(args.classifier),
+        "download": not args.no_download,
+    }
+
+
+def _explainable(args: argparse.Namespace) -> Explainable:
     from cnnpipe.explain.models import load_explainable
 
-    return load_explainable(
-        args.backbone,
-        pick_device(args.device),
-        weights=args.weights,
-        classifier_checkpoint=Path(args.classifier),
-        download=not args.no_download,
-    )
+    return load_explainable(args.backbone, **_loading(args))
 
 
 def _square_input(path: str, size: int, device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
@@ -115,7 +114,7 @@ def explain_command(args: argparse.Namespace) -> None:
         assert result.cam is not None
         picture = heatmap_overlay(display, result.cam.cpu())
     write_png(Path(args.output), picture)
-    name = net.classes[result.target] if result.target < len(net.classes) else str(result.target)
+    name = net.classes[result.target]  # one name per logit (torchvision nets: the index)
     where = f" at layer {result.layer}" if result.layer else ""
     print(f"{args.method} of class {result.target} ({name}, p={float(result.probabilities[result.target]):.3f}){where}")
     print(f"wrote {args.output}")
@@ -165,8 +164,6 @@ def _target_index(text: str, classes: list[str], layer: str | None) -> int:
 
 
 def visualize_class_command(args: argparse.Namespace) -> None:
-    import torch.nn.functional as F
-
     from cnnpipe.data.images import write_png
     from cnnpipe.explain.maximize import MaximizeParams, Objective, maximize, robustness, validate
     from cnnpipe.explain.render import rgb_picture, upscale_nearest
@@ -189,11 +186,9 @@ def visualize_class_command(args: argparse.Namespace) -> None:
         image = maximize(net.model, objective, net.input_size, params, progress=lambda _p: bar.update(1))
     write_png(Path(args.output), upscale_nearest(rgb_picture(image[0].cpu()), max(1, DISPLAY // image.shape[-1])))
     if args.layer is None:
-        seen = F.interpolate(image, size=net.input_size, mode="bilinear", antialias=True)
-        check = robustness(net.model, seen, (target,))[0]
-        name = net.classes[target] if target < len(net.classes) else str(target)
+        check = robustness(net.model, image, (target,), net.input_size)[0]
         print(
-            f"class {target} ({name}): p={check.clean:.3f}; shifted ±4 px, flipped, rescaled 0.9-1.1: "
+            f"class {target} ({net.classes[target]}): p={check.clean:.3f}; shifted ±4 px, flipped, rescaled 0.9-1.1: "
             f"worst p={check.worst:.3f}, mean {check.mean:.3f}"
         )
     print(f"wrote {args.output}")
@@ -202,7 +197,6 @@ def visualize_class_command(args: argparse.Namespace) -> None:
 def style_command(args: argparse.Namespace) -> None:
     from cnnpipe.data.color import hwc_to_nchw, to_float
     from cnnpipe.data.images import read_rgb, write_png
-    from cnnpipe.device import pick_device
     from cnnpipe.dream.backbones import load_backbone
     from cnnpipe.explain.render import rgb_picture
     from cnnpipe.explain.style import StyleParams, as_layers, transfer, validate
@@ -220,13 +214,7 @@ def style_command(args: argparse.Namespace) -> None:
         max_pixels=args.max_pixels,
     )
     content_rgb, style_rgb = read_rgb(Path(args.content)), read_rgb(Path(args.style))
-    backbone = load_backbone(
-        args.backbone,
-        pick_device(args.device),
-        weights=args.weights,
-        classifier_checkpoint=Path(args.classifier),
-        download=not args.no_download,
-    )
+    backbone = load_backbone(args.backbone, **_loading(args))
     content, style = (to_float(hwc_to_nchw(rgb)).to(backbone.device) for rgb in (content_rgb, style_rgb))
     validate(backbone, params, (content.shape[-2], content.shape[-1]))  # refused before a progress bar is drawn
     with progress(total=params.steps, desc="style", unit="step") as bar:
@@ -468,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _model_arguments(parser: argparse.ArgumentParser, default: str = "classifier") -> None:
     """Which net the look-inside commands load."""
-    parser.add_argument("--backbone", default=default, choices=["classifier", "vgg19", "googlenet", "resnet50"])
+    parser.add_argument("--backbone", default=default, choices=["classifier", *TORCHVISION_BACKBONES])
     parser.add_argument("--weights", choices=["imagenet", "random"], default="imagenet", help="torchvision backbones")
     parser.add_argument("--no-download", action="store_true", help="use only cached ImageNet weights")
     parser.add_argument("--classifier", default=str(paths.CLASSIFIER_CHECKPOINT), help="the project's checkpoint")

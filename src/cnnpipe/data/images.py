@@ -67,7 +67,7 @@ def encode_png_stored(rgb: np.ndarray) -> bytes:
 
     For latency-bound answers: Pillow picks a row filter per line even at ``compress_level=0``,
     about 3.5 ms for 256×256 here; this takes 0.2 ms for the same bytes any decoder reads. Noisy
-    photos barely compress anyway (a 256×256 overlay: 197 KB stored, 170 KB at level 1)."""
+    photos barely compress anyway (a noisy 256×256 picture: 197 KB stored, 170 KB at level 1)."""
     height, width, channels = rgb.shape
     if rgb.dtype != np.uint8 or channels != 3:
         raise ValueError(f"expected uint8 H×W×3, got {rgb.dtype} {rgb.shape}")

@@ -128,7 +128,8 @@ def pyramid_sizes(height: int, width: int, octaves: int, scale: float) -> list[t
     return [(size(height, i), size(width, i)) for i in reversed(range(octaves))]
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """N×C×H×W blurred by a separable Gaussian of ``sigma`` pixels (radius 3σ, edges replicated)."""
     radius = max(1, math.ceil(3 * sigma))
     coords = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     kernel = torch.exp(-(coords**2) / (2 * sigma**2))
@@ -195,7 +196,7 @@ def dream_tensor(
                 img = img.roll((dy, dx), dims=(2, 3))
             grad = _gradient(backbone, img, weights, params, bf16)
             if params.smoothing:
-                grad = _gaussian_blur(grad, params.smoothing)
+                grad = gaussian_blur(grad, params.smoothing)
             with torch.no_grad():
                 img = (img + params.lr * grad / (grad.abs().mean() + 1e-8)).clamp(0, 1)
             if params.jitter:

@@ -30,6 +30,7 @@ from torch import nn
 
 from cnnpipe.dream.engine import Progress, ProgressCallback, report
 from cnnpipe.errors import CnnpipeError
+from cnnpipe.explain.features import activations
 
 # Square root of ImageNet's RGB covariance (lucid's ``color_correlation_svd_sqrt``), columns scaled
 # to unit max norm: a generic natural-image colour basis.
@@ -167,21 +168,14 @@ def validate(model: nn.Module, objective: Objective, p: MaximizeParams, input_si
     if p.parametrization not in ("fourier", "pixel") or p.init not in ("noise", "black"):
         raise MaximizeError("parametrization must be fourier or pixel, init noise or black")
     probe = torch.zeros(1, 3, input_size, input_size, device=next(model.parameters()).device)
-    with torch.no_grad():
-        if objective.layer is None:
+    if objective.layer is None:
+        with torch.no_grad():
             count, what = int(model(probe).shape[1]), "class"
-        else:
-            try:
-                module = model.get_submodule(objective.layer)
-            except AttributeError:
-                raise MaximizeError(f"no layer {objective.layer!r}") from None
-            captured: list[torch.Tensor] = []
-            handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out))
-            try:
-                model(probe)
-            finally:
-                handle.remove()
-            count, what = int(captured[0].shape[1]), f"channel of {objective.layer}"
+    else:
+        try:
+            count, what = int(activations(model, probe, objective.layer).shape[1]), f"channel of {objective.layer}"
+        except ValueError as error:  # no such layer, or not a feature map
+            raise MaximizeError(str(error)) from None
     bad = [t for t in objective.targets if not 0 <= t < count]
     if bad:
         raise MaximizeError(f"{what} must be in 0..{count - 1}, got {bad[0]}")
@@ -256,6 +250,7 @@ def robustness(
     model: nn.Module,
     images: torch.Tensor,
     targets: tuple[int, ...],
+    input_size: int | None = None,
     trials: int = 32,
     shift: int = 4,
     scale: float = 0.1,
@@ -263,7 +258,9 @@ def robustness(
 ) -> list[Robustness]:
     """Is each image its target also after a random ±``shift`` px shift, a flip and a rescale in
     [1 - scale, 1 + scale]? Every trial shifts and rescales at random; half of them also flip.
-    ``images`` N×3×S×S at the model's input size."""
+    ``images`` N×3×S×S, first resized (antialiased) to ``input_size`` when given and different."""
+    if input_size is not None and images.shape[-1] != input_size:
+        images = F.interpolate(images, size=input_size, mode="bilinear", antialias=True)
     generator = torch.Generator().manual_seed(seed)
     results = []
     model = model.eval()

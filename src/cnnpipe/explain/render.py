@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid
 
+from cnnpipe.data.color import to_uint8
+
 
 def _colormap(values: np.ndarray, name: str) -> np.ndarray:
     """H×W in [0, 1] → H×W×3 uint8 through a matplotlib colormap."""
@@ -38,7 +40,7 @@ def gradient_image(gradient: torch.Tensor, percentile: float = 99.0) -> np.ndarr
 
 def rgb_picture(image: torch.Tensor) -> np.ndarray:
     """3×H×W in [0, 1] → uint8 H×W×3."""
-    return (image.detach().float().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return to_uint8(image.detach().float()).permute(1, 2, 0).numpy()
 
 
 def upscale_nearest(image: np.ndarray, factor: int) -> np.ndarray:

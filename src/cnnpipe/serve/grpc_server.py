@@ -107,12 +107,14 @@ def _float32(value: float) -> float:
     return float(str(np.float32(value)))
 
 
+def _given(message: Any, name: str) -> Any:
+    """A proto3 ``optional`` field's value, or None when the client did not set it."""
+    return getattr(message, name) if message.HasField(name) else None
+
+
 def dream_request_of(message: pb.DeepDreamRequest) -> DreamRequest:
     """The message's DeepDream options; fields the client did not set stay None (the preset's)."""
-
-    def given(name: str) -> Any:
-        return getattr(message, name) if message.HasField(name) else None
-
+    given = functools.partial(_given, message)
     scale, lr = given("octave_scale"), given("lr")
     return DreamRequest(
         preset=message.preset or None,
@@ -128,10 +130,7 @@ def dream_request_of(message: pb.DeepDreamRequest) -> DreamRequest:
 
 def style_request_of(message: pb.StyleTransferRequest) -> StyleRequest:
     """The message's style-transfer options; unset fields stay None (the defaults)."""
-
-    def given(name: str) -> Any:
-        return getattr(message, name) if message.HasField(name) else None
-
+    given = functools.partial(_given, message)
     content_weight, style_weight = given("content_weight"), given("style_weight")
     return StyleRequest(
         steps=given("steps"),
@@ -186,7 +185,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
 
     @_unary
     def Explain(self, request: pb.ExplainRequest, context: grpc.ServicerContext) -> pb.ExplainResponse:
-        target = request.target if request.HasField("target") else None
+        target = _given(request, "target")
         result = self.core.explain(request.image, target)
         cam = result["map"]
         return pb.ExplainResponse(
