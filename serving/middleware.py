@@ -25,10 +25,13 @@ from cnnpipe.serve.auth import REFUSAL, authorized
 
 Scope = dict[str, Any]
 TASK_STATES = list(ResultStatus)
-IMAGE_ENDPOINTS = ("/classify", "/super_resolve", "/deepdream", "/deepdream_check", "/deepdream_task/submit", "/noop")
-IMAGE_ENDPOINTS += ("/deepdream_task",)  # BentoML also serves a task's function synchronously here
-IMAGE_ENDPOINTS += ("/explain", "/style_transfer_check", "/style_transfer/submit", "/style_transfer")
-TASKS = ("/deepdream_task", "/style_transfer")  # BentoML task endpoints: /submit, /status, /get, …
+# BentoML task endpoints (each also /submit, /status, /get, …) → the endpoint that checks a request
+# before it is queued (:class:`Precheck`).
+TASK_CHECKS = {"/deepdream_task": "/deepdream_check", "/style_transfer": "/style_transfer_check"}
+TASK_ROUTES = {route: check for task, check in TASK_CHECKS.items() for route in (task, f"{task}/submit")}
+"""Where a task enters (its /submit, and the task served synchronously: BentoML does) → its check."""
+IMAGE_ENDPOINTS = ("/classify", "/super_resolve", "/deepdream", "/explain", "/noop")
+IMAGE_ENDPOINTS += (*TASK_ROUTES, *TASK_CHECKS.values())
 # The file fields each endpoint takes (the others: just "image").
 FILE_FIELDS = dict.fromkeys(("/style_transfer_check", "/style_transfer/submit", "/style_transfer"), ("image", "style"))
 OPEN_PATHS = ("/livez", "/readyz", "/metrics", "/docs.json", "/")  # health, metrics and the API docs
@@ -86,9 +89,9 @@ def openapi_with_errors(spec: dict[str, Any]) -> dict[str, Any]:
             responses = operation["responses"]
             for code in [c for c in responses if c.startswith(("4", "5"))]:
                 del responses[code]
-            task = next((t for t in TASKS if path == t or path.startswith(f"{t}/")), None)
+            task = next((t for t in TASK_CHECKS if path == t or path.startswith(f"{t}/")), None)
             for code, description in ERROR_STATUSES.items():
-                if code == "429" and path not in (task, f"{task}/submit"):
+                if code == "429" and path not in TASK_ROUTES:
                     continue
                 responses[code] = {"description": description, "content": ref}
             if task is not None and path.startswith(f"{task}/") and not path.endswith("/submit"):

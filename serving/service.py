@@ -34,7 +34,7 @@ from cnnpipe.serve.codec import RequestError
 from cnnpipe.serve.core import InferenceCore, classifier_input
 from serving import logs
 from serving.config import DREAM_BACKBONE, INPUT_SIZE, LIMITS, MODELS_DIR, SCALES, TASK_QUEUE, THREADS, TOKEN
-from serving.middleware import BearerAuth, ErrorBodies, Precheck, TaskQueueLimit, UploadGuard
+from serving.middleware import TASK_ROUTES, BearerAuth, ErrorBodies, Precheck, TaskQueueLimit, UploadGuard
 from serving.progress_store import ProgressStore
 
 # DeepDream jobs by endpoint and outcome (succeeded, refused, cancelled, failed), beside BentoML's
@@ -304,17 +304,8 @@ class Cnnpipe:
 
 
 # Outermost first (see serving/middleware.py).
-DREAM_TASK_ROUTES = ("/deepdream_task/submit", "/deepdream_task")
-STYLE_TASK_ROUTES = ("/style_transfer/submit", "/style_transfer")
-TASK_ROUTES = DREAM_TASK_ROUTES + STYLE_TASK_ROUTES
 Cnnpipe.add_asgi_middleware(ErrorBodies)
 Cnnpipe.add_asgi_middleware(BearerAuth, token=TOKEN)
-Cnnpipe.add_asgi_middleware(TaskQueueLimit, limit=TASK_QUEUE, paths=TASK_ROUTES)  # before any body is read
+Cnnpipe.add_asgi_middleware(TaskQueueLimit, limit=TASK_QUEUE, paths=tuple(TASK_ROUTES))  # before any body is read
 Cnnpipe.add_asgi_middleware(UploadGuard, max_upload_bytes=LIMITS.max_upload_bytes)
-Cnnpipe.add_asgi_middleware(
-    Precheck,
-    routes={
-        **dict.fromkeys(DREAM_TASK_ROUTES, "/deepdream_check"),
-        **dict.fromkeys(STYLE_TASK_ROUTES, "/style_transfer_check"),
-    },
-)
+Cnnpipe.add_asgi_middleware(Precheck, routes=TASK_ROUTES)

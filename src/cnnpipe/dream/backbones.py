@@ -43,6 +43,7 @@ class Backbone:
     mean: torch.Tensor  # 1×3×1×1, on device
     std: torch.Tensor
     device: torch.device
+    classes: list[str] = field(default_factory=list)  # the classifier's class names (its checkpoint's)
     _probed: dict[tuple[str, ...], tuple[int, dict[str, int]]] = field(default_factory=dict, repr=False)
     # Forward hooks live on the shared model: two threads dreaming at once (a server's requests)
     # would catch each other's activations, so one forward pass with hooks runs at a time.
@@ -137,8 +138,10 @@ def classifier_backbone(checkpoint: Path, device: torch.device) -> Backbone:
 
     if not Path(checkpoint).is_file():
         raise BackboneError(f"no classifier checkpoint at {checkpoint}; run `dvc repro train_classifier`")
-    model, _ = load_classifier(Path(checkpoint))
-    return _freeze("classifier", model, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), device)
+    model, config = load_classifier(Path(checkpoint))
+    backbone = _freeze("classifier", model, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), device)
+    backbone.classes = list(config["classes"])
+    return backbone
 
 
 def weights_cache_path(name: str) -> Path:

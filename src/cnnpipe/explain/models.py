@@ -35,8 +35,7 @@ def load_explainable(
     backbone = load_backbone(name, device, weights=weights, classifier_checkpoint=checkpoint, download=download)
     model = backbone.model.float().to(memory_format=torch.contiguous_format)
     if name == "classifier":  # normalises its own input, was trained on 32×32
-        classes = list(torch.load(checkpoint, weights_only=True)["config"]["classes"])
-        return Explainable(model.eval(), 32, classes)
+        return Explainable(model.eval(), 32, backbone.classes)
     wrapped = Normalized(model, backbone.mean, backbone.std).eval()
     classes = [str(i) for i in range(_outputs(wrapped, IMAGENET_INPUT, device))]
     return Explainable(wrapped, IMAGENET_INPUT, classes)
