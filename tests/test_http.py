@@ -165,6 +165,31 @@ def test_synchronous_deepdream(http: httpx.Client, core: InferenceCore) -> None:
     assert np.abs(remote.astype(int) - np.asarray(Image.open(io.BytesIO(local))).astype(int)).mean() < 1.0
 
 
+def _progress_route(task: str) -> str:
+    """deepdream_task → /deepdream_progress, style_transfer → /style_transfer_progress."""
+    return f"/{task.removesuffix('_task')}_progress"
+
+
+def _wait(http: httpx.Client, task: str, task_id: str, seconds: float = 240) -> tuple[str, list[float]]:
+    """Poll a task to its end: its final status and the progress fractions seen on the way."""
+    fractions, deadline = [], time.monotonic() + seconds
+    while True:
+        fractions.append(http.post(_progress_route(task), json={"task_id": task_id}).json()["fraction"])
+        status = http.get(f"/{task}/status", params={"task_id": task_id}).json()["status"]
+        if status != "in_progress":
+            return status, fractions
+        assert time.monotonic() < deadline, f"{task} {task_id} still running"
+        time.sleep(0.05)
+
+
+def _until_started(http: httpx.Client, task: str, task_id: str, seconds: float = 240) -> None:
+    """Poll until the task reports progress above 0."""
+    deadline = time.monotonic() + seconds
+    while http.post(_progress_route(task), json={"task_id": task_id}).json()["fraction"] == 0:
+        assert time.monotonic() < deadline, f"{task} {task_id} never started"
+        time.sleep(0.05)
+
+
 def test_deepdream_task_progress_result_and_bounded_queue(http: httpx.Client) -> None:
     big = encode(Image.fromarray(photo(128, 128)))
     submitted = _post(http, "/deepdream_task/submit", big, octaves=4, steps=60)
@@ -174,14 +199,7 @@ def test_deepdream_task_progress_result_and_bounded_queue(http: httpx.Client) ->
     refused = _post(http, "/deepdream_task/submit", GOOD["rgb png"], steps=1)  # queue holds 1 task here
     assert refused.status_code == 429 and "queue is full" in refused.text
 
-    fractions = []
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        state = http.post("/deepdream_progress", json={"task_id": task_id}).json()
-        fractions.append(state["fraction"])
-        if http.get("/deepdream_task/status", params={"task_id": task_id}).json()["status"] != "in_progress":
-            break
-        time.sleep(0.05)
+    _, fractions = _wait(http, "deepdream_task", task_id)
     # Progress was seen moving (a value strictly between start and end), never went back, and ended at 1.
     assert fractions == sorted(fractions) and any(0 < f < 1 for f in fractions), fractions
     assert http.post("/deepdream_progress", json={"task_id": task_id}).json()["fraction"] == 1.0
@@ -230,15 +248,10 @@ def test_deepdream_task_cancel_stops_it_at_the_next_step(http: httpx.Client) -> 
     submitted = _post(http, "/deepdream_task/submit", big, octaves=4, steps=100)
     assert submitted.status_code == 200, submitted.text
     task_id = submitted.json()["task_id"]
-    deadline = time.monotonic() + 240
-    while http.post("/deepdream_progress", json={"task_id": task_id}).json()["fraction"] == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _until_started(http, "deepdream_task", task_id)
     asked = http.post("/deepdream_cancel", json={"task_id": task_id})
     assert asked.status_code == 200 and asked.json()["cancel_requested"] is True
-    while (status := http.get("/deepdream_task/status", params={"task_id": task_id}).json()["status"]) == "in_progress":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    status, _ = _wait(http, "deepdream_task", task_id)
     state = http.post("/deepdream_progress", json={"task_id": task_id}).json()
     assert status == "failed" and state["cancelled"] is True and state["done"] is True
     assert state["error"].startswith("cancelled at octave") and state["fraction"] < 1
@@ -250,18 +263,6 @@ def test_deepdream_task_cancel_stops_it_at_the_next_step(http: httpx.Client) -> 
 def _post_style(http: httpx.Client, route: str, content: bytes, style: bytes, **fields: object) -> httpx.Response:
     files = {"image": ("content", content), "style": ("style", style)}
     return http.post(route, files=files, data={k: str(v) for k, v in fields.items()})
-
-
-def _wait(http: httpx.Client, task: str, task_id: str, seconds: float = 240) -> tuple[str, list[float]]:
-    """Poll a task to its end: its final status and the progress fractions seen on the way."""
-    fractions, deadline = [], time.monotonic() + seconds
-    while True:
-        fractions.append(http.post(f"/{task}_progress", json={"task_id": task_id}).json()["fraction"])
-        status = http.get(f"/{task}/status", params={"task_id": task_id}).json()["status"]
-        if status != "in_progress":
-            return status, fractions
-        assert time.monotonic() < deadline, f"{task} {task_id} still running"
-        time.sleep(0.05)
 
 
 def test_style_transfer_task_progress_and_result(http: httpx.Client, core: InferenceCore) -> None:
@@ -326,10 +327,7 @@ def test_style_transfer_needs_both_files(http: httpx.Client) -> None:
 def test_style_transfer_cancel_stops_it_at_the_next_step(http: httpx.Client) -> None:
     big = encode(Image.fromarray(photo(256, 256)))
     task_id = _post_style(http, "/style_transfer/submit", big, big, steps=500).json()["task_id"]
-    deadline = time.monotonic() + 240
-    while http.post("/style_transfer_progress", json={"task_id": task_id}).json()["fraction"] == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _until_started(http, "style_transfer", task_id)
     assert http.post("/style_transfer_cancel", json={"task_id": task_id}).json()["cancel_requested"] is True
     status, _ = _wait(http, "style_transfer", task_id)
     state = http.post("/style_transfer_progress", json={"task_id": task_id}).json()
