@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cnnpipe.data import fetch as fetch_module
 from cnnpipe.data.fetch import Source, fetch
 from cnnpipe.errors import FetchError
 
@@ -42,6 +43,17 @@ def test_fetch_from_a_local_path_extracts_and_records_the_source(tmp_path, tiny_
     assert (dest / "cifar-10-batches-bin" / "test_batch.bin").is_file()
     assert json.loads((dest / "SOURCE.json").read_text())["md5"] == md5
     assert _leftovers(dest.parent) == ["cifar10"]  # no temporary files left behind
+
+
+def test_a_python_without_tarfile_filters_extracts_the_same(tmp_path, tiny_archives, monkeypatch) -> None:
+    """Python before 3.11.4 (Debian 12 ships 3.11.2) has no ``filter=``: the member checks alone guard."""
+    monkeypatch.setattr(fetch_module, "TARFILE_FILTERS", False)
+    archive, md5 = tiny_archives["cifar10"]
+    dest = tmp_path / "data" / "cifar10"
+    assert fetch(Source(str(archive), md5, "data.cifar10"), dest) == md5
+    assert (dest / "cifar-10-batches-bin" / "test_batch.bin").is_file()
+    with pytest.raises(FetchError, match=r"unsafe: .*link"):
+        fetch(Source(str(_tar(tmp_path, _symlink)), "", "data.x"), tmp_path / "out")
 
 
 def test_file_url_works_like_a_path(tmp_path, tiny_archives) -> None:

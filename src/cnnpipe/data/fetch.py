@@ -113,11 +113,16 @@ def _unsafe_reason(member: tarfile.TarInfo) -> str | None:
     return None
 
 
+# tarfile's extraction filters arrived in Python 3.11.4 (PEP 706); Debian 12's Python is 3.11.2.
+TARFILE_FILTERS = hasattr(tarfile, "data_filter")
+
+
 def safe_extract(archive: Path, dest: Path, source: Source) -> None:
     """Extract a tar archive into ``dest``, refusing links, devices, absolute paths and '..'.
 
-    Every member is checked before anything is written; tarfile's ``data`` filter then guards
-    the extraction itself (permissions, ownership) as a second line of defence.
+    Every member is checked before anything is written; where Python has it (3.11.4+), tarfile's
+    ``data`` filter then guards the extraction itself (permissions, ownership) as a second line
+    of defence.
     """
     try:
         with tarfile.open(archive, "r:*") as tar:
@@ -129,7 +134,10 @@ def safe_extract(archive: Path, dest: Path, source: Source) -> None:
                         f"archive from {source.url} is unsafe: member {member.name!r} is a "
                         f"{reason}; nothing was extracted (check {source.param}.url)"
                     )
-            tar.extractall(dest, members=members, filter="data")
+            if TARFILE_FILTERS:
+                tar.extractall(dest, members=members, filter="data")
+            else:
+                tar.extractall(dest, members=members)
     except FetchError:
         raise
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
