@@ -253,6 +253,7 @@ async function runTask(kind, form) {
         const blob = await (await api(`/${routes.task}/get?task_id=${task}`, { method: "GET" })).blob();
         result.src = URL.createObjectURL(blob);
         result.hidden = false;
+        bar.value = 1; // a task can finish between the progress poll and the status poll
         state.textContent = "done";
         break;
       }
