@@ -3,25 +3,37 @@
 - :class:`ErrorBodies`: every error answers ``{"error": "<one line>"}``, the one shape the OpenAPI
   document declares, whoever produced it (BentoML's validation, our checks, the framework);
   the document itself is rewritten to say so;
+- :class:`RequestLimits`: the URL (414) and headers (431) over their limits, before anything
+  reads them;
 - :class:`BearerAuth`: the optional token (:mod:`cnnpipe.serve.auth`);
 - :class:`TaskQueueLimit`: the DeepDream task queue bound (429 with ``Retry-After``), before any
   body is read, so a flood of submissions costs no memory;
-- :class:`UploadGuard`: what BentoML would answer with a 500 (oversized bodies, a file outside
-  ``image``), and ``image`` sent as anything but a multipart file, which BentoML would read as a
-  path on the server; ``GET /metadata`` as an alias of the POST;
+- :class:`UploadGuard`: what BentoML would answer with a 500 (oversized bodies, a multipart body
+  that does not parse or is over the form limits, a file outside ``image``), a JSON endpoint sent
+  anything but JSON (415), and ``image`` sent as anything but a multipart file, which BentoML
+  would read as a path on the server; ``GET /metadata`` as an alias of the POST;
 - :class:`Precheck`: a task's request checked by a twin endpoint before it is queued.
+
+Every refusal here is one ``INFO`` line (:func:`refusal`) and, BentoML's metrics middleware being
+outside these, counted in ``bentoml_service_request_total`` by its status.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any, cast
 
 from _bentoml_impl.tasks.result import ResultStatus
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.responses import JSONResponse
 
 from cnnpipe.serve.auth import REFUSAL, authorized
+from cnnpipe.serve.limits import Limits
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 Scope = dict[str, Any]
 TASK_STATES = list(ResultStatus)
@@ -43,13 +55,24 @@ ERROR_SCHEMA = {
     "additionalProperties": False,
 }
 ERROR_STATUSES = {
-    "400": "Bad request: not an image, a missing or malformed field",
+    "400": "Bad request: not an image, a missing or malformed field, a body that does not parse",
     "401": "Missing or invalid bearer token (when the service has one)",
-    "413": "Body or image over a limit",
+    "413": "Body, form or image over a limit",
+    "414": "URL over its limit",
+    "415": "A JSON endpoint sent a body that is not application/json",
     "422": "A value out of range, an unknown scale or layer, an image too small for the job",
     "429": "Task queue (DeepDream, style transfer) full; retry after the Retry-After seconds",
+    "431": "Request headers over their limit",
     "500": "A bug; the server log has the details",
 }
+log = logging.getLogger("bentoml.cnnpipe")  # BentoML's handlers: the line carries the trace and span ids
+
+
+def refusal(scope: Scope, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A client's mistake answered here: the Error body, and one INFO line as BentoML's own refusals
+    get (serving/logs.py)."""
+    log.info("Refused %s [%s] (%d): %s", scope.get("path", "?"), scope.get("method", "?"), status, message)
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _one_line(body: Any) -> str:
@@ -182,6 +205,34 @@ def _is_open(path: str) -> bool:
     return path in OPEN_PATHS or path == UI_PATH or path.startswith(UI_PATH + "/")
 
 
+class RequestLimits:
+    """414 for a URL, 431 for headers over their limit (:class:`~cnnpipe.serve.limits.Limits`),
+    where the HTTP server has none of its own (httptools takes any header size; it refuses only a
+    URL over 64 KiB, with a plain-text 400 no middleware can reach)."""
+
+    def __init__(self, app: Any, limits: Limits) -> None:
+        self.app, self.limits = app, limits
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        url = len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string", b""))
+        headers = scope.get("headers", [])
+        size = sum(len(name) + len(value) + 4 for name, value in headers)  # "name: value\r\n"
+        problem = None
+        if url > self.limits.max_url_bytes:
+            problem = 414, f"the URL is {url} bytes; the limit is {self.limits.max_url_bytes}"
+        elif len(headers) > self.limits.max_headers:
+            problem = 431, f"the request has {len(headers)} header lines; the limit is {self.limits.max_headers}"
+        elif size > self.limits.max_header_bytes:
+            problem = 431, f"the request headers are {size} bytes; the limit is {self.limits.max_header_bytes}"
+        if problem is None:
+            return await self.app(scope, receive, send)
+        response = refusal(scope, *problem)
+        response.headers["Connection"] = "close"  # what else the client sends on it is not wanted
+        return await response(scope, receive, send)
+
+
 class BearerAuth:
     """401 for requests without the token, except health, metrics and the API docs."""
 
@@ -192,42 +243,45 @@ class BearerAuth:
         if self.token is None or scope["type"] != "http" or _is_open(scope["path"]):
             return await self.app(scope, receive, send)
         if not authorized(dict(scope.get("headers", [])).get(b"authorization"), self.token):
-            response = JSONResponse({"error": REFUSAL}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            response = refusal(scope, 401, REFUSAL, headers={"WWW-Authenticate": "Bearer"})
             return await response(scope, receive, send)
         return await self.app(scope, receive, send)
 
 
 class UploadGuard:
-    """What BentoML would answer with a 500, answered with a 4xx: oversized bodies (413, counted
-    as they arrive, so a chunked body cannot grow memory past the limit), a file outside the
-    ``image`` field or ``image`` sent as text (400). ``GET /metadata`` becomes the POST."""
+    """What BentoML would answer with a 500, answered with a 4xx: bodies over a limit (413, counted
+    as they arrive, so a chunked body cannot grow memory past the limit), a multipart body that does
+    not parse or is over the form limits (:func:`multipart_problem`), a file outside the ``image``
+    field or ``image`` sent as text (400), and a JSON endpoint sent another media type (415: BentoML
+    would read a form as the JSON's fields). ``GET /metadata`` becomes the POST."""
 
-    def __init__(self, app: Any, max_upload_bytes: int) -> None:
-        self.app, self.max_upload_bytes = app, max_upload_bytes
-        self.max_body = max_upload_bytes + 64 * 1024  # room for the multipart framing
-
-    def _too_large(self, size: int) -> JSONResponse:
-        return JSONResponse({"error": f"request body is {size} bytes; the limit is {self.max_upload_bytes}"}, 413)
+    def __init__(self, app: Any, limits: Limits) -> None:
+        self.app, self.limits = app, limits
+        self.max_body = limits.max_upload_bytes + 64 * 1024  # room for the multipart framing
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/metadata" and scope["method"] != "POST":
             if scope["method"] != "GET":
-                return await JSONResponse({"error": "use GET or POST"}, 405, {"Allow": "GET, POST"})(
-                    scope, receive, send
-                )
+                return await refusal(scope, 405, "use GET or POST", {"Allow": "GET, POST"})(scope, receive, send)
             json_body = [(b"content-type", b"application/json"), (b"content-length", b"2")]
             return await self.app({**scope, "method": "POST", "headers": json_body}, _body(b"{}"), send)
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers", []))
+        media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        uploads = scope["path"] in IMAGE_ENDPOINTS
+        limit = self.max_body if uploads else self.limits.max_json_bytes
+        shown = self.limits.max_upload_bytes if uploads else limit  # the limit as documented
+        problem: tuple[int, str] | None = None
+        if uploads and media != b"multipart/form-data":  # a JSON or form "image" would be read as a server path
+            problem = 400, "send the image as a file: multipart/form-data with the file in the field 'image'"
+        elif not uploads and media not in (b"", b"application/json"):
+            problem = 415, f"this endpoint takes application/json, not {media.decode(errors='replace')}"
         length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.max_body:
-            return await self._too_large(int(length))(scope, receive, send)
-        if not headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
-            if scope["path"] in IMAGE_ENDPOINTS:  # a JSON or form "image" would be read as a server path
-                message = "send the image as a file: multipart/form-data with the file in the field 'image'"
-                return await JSONResponse({"error": message}, status_code=400)(scope, receive, send)
-            return await self.app(scope, receive, send)
+        if length.isdigit() and int(length) > limit:
+            problem = 413, f"request body is {int(length)} bytes; the limit is {shown}"
+        if problem:
+            return await refusal(scope, *problem)(scope, receive, send)
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
@@ -235,13 +289,17 @@ class UploadGuard:
                 return None
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.max_body:
-                return await self._too_large(size)(scope, receive, send)
+            if size > limit:
+                return await refusal(scope, 413, f"request body is {size} bytes; the limit is {shown}")(
+                    scope, receive, send
+                )
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        problem = _multipart_problem(headers[b"content-type"], body, FILE_FIELDS.get(scope["path"], ("image",)))
-        if problem:
-            return await JSONResponse({"error": problem}, status_code=400)(scope, receive, send)
+        if uploads:
+            fields = FILE_FIELDS.get(scope["path"], ("image",))
+            problem = multipart_problem(headers[b"content-type"], body, fields, self.limits)
+            if problem:
+                return await refusal(scope, *problem)(scope, receive, send)
         return await self.app(scope, _body(body), send)
 
 
@@ -252,35 +310,97 @@ def _body(data: bytes) -> Any:
     return receive
 
 
-_PART_NAME = re.compile(rb'name="([^"]*)"')
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-def _multipart_problem(content_type: bytes, body: bytes, file_fields: tuple[str, ...] = ("image",)) -> str | None:
-    """Why a multipart body would make BentoML fail (a file outside ``file_fields``, or one of
-    them sent as a plain text field), or None.
+class _PartCheck:
+    """python-multipart callbacks (the parser under Starlette's ``request.form()``, which BentoML
+    calls) that keep no data: only each part's name, kind and text size, checked against the
+    limits, which are below Starlette's, so what passes here parses there."""
 
-    Only the part headers are read: parts are delimited by the boundary, which by definition
-    does not occur inside any part's content.
-    """
-    boundary = re.search(rb'boundary="?([^";]+)"?', content_type)
+    def __init__(self, file_fields: tuple[str, ...], limits: Limits) -> None:
+        self.file_fields, self.limits = file_fields, limits
+        self.files = self.fields = self.text_bytes = 0
+        self.header, self.value, self.disposition = b"", b"", b""
+        self.name, self.is_file = "", False
+
+    def callbacks(self) -> MultipartCallbacks:
+        names = ("on_part_begin", "on_part_data", "on_header_field", "on_header_value", "on_header_end")
+        return cast("MultipartCallbacks", {name: getattr(self, name) for name in (*names, "on_headers_finished")})
+
+    def on_part_begin(self) -> None:
+        self.disposition, self.text_bytes = b"", 0
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self.header.lower() == b"content-disposition":
+            self.disposition = self.value
+        self.header, self.value = b"", b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self.disposition)
+        if b"name" not in options:
+            raise _Refused(400, "a multipart part without a name (Content-Disposition: form-data; name=...)")
+        self.name, self.is_file = options[b"name"].decode(errors="replace"), b"filename" in options
+        limits, fields = self.limits, self.file_fields
+        if self.is_file:
+            self.files += 1
+            if self.files > limits.max_form_files:
+                raise _Refused(400, f"more than {limits.max_form_files} files in one request (the limit)")
+            if self.name not in fields:
+                if len(fields) == 1:
+                    raise _Refused(
+                        400, f"unexpected file field {self.name!r}: send the image as the multipart field '{fields[0]}'"
+                    )
+                expected = " and ".join(f"'{f}'" for f in fields)
+                raise _Refused(
+                    400, f"unexpected file field {self.name!r}: send the images as the multipart fields {expected}"
+                )
+        else:
+            self.fields += 1
+            if self.fields > limits.max_form_fields:
+                raise _Refused(400, f"more than {limits.max_form_fields} form fields in one request (the limit)")
+            if self.name in fields:
+                raise _Refused(
+                    400, f"the field {self.name!r} must be a file upload (multipart with a filename), not text"
+                )
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if not self.is_file:
+            self.text_bytes += end - start
+            if self.text_bytes > self.limits.max_form_field_bytes:
+                limit = self.limits.max_form_field_bytes
+                raise _Refused(413, f"the form field {self.name!r} is over {limit} bytes (the limit)")
+
+
+def multipart_problem(
+    content_type: bytes, body: bytes, file_fields: tuple[str, ...], limits: Limits
+) -> tuple[int, str] | None:
+    """(status, message) for a multipart body BentoML's form parsing would fail on (a 500 there),
+    or None: one that does not parse, has more files or fields than the limits (400, as Starlette
+    answers its own), a text field over its size (413), a file outside ``file_fields`` or one of
+    them as a text field (400)."""
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
     if not boundary:
-        return "multipart/form-data without a boundary"
-    for part in body.split(b"--" + boundary.group(1))[1:-1]:
-        if b"\r\n\r\n" not in part:
-            return "a multipart part without headers"
-        head = part[: part.find(b"\r\n\r\n")].lower()
-        name = _PART_NAME.search(head)
-        if name is None:
-            return "a multipart part without a name (Content-Disposition: form-data; name=...)"
-        is_file = b"filename=" in head
-        field = name.group(1).decode(errors="replace")
-        if is_file and field not in file_fields:
-            if len(file_fields) == 1:
-                return f"unexpected file field {field!r}: send the image as the multipart field '{file_fields[0]}'"
-            expected = " and ".join(f"'{f}'" for f in file_fields)
-            return f"unexpected file field {field!r}: send the images as the multipart fields {expected}"
-        if not is_file and field in file_fields:
-            return f"the field {field!r} must be a file upload (multipart with a filename), not text"
+        return 400, "multipart/form-data without a boundary"
+    check = _PartCheck(file_fields, limits)
+    try:
+        parser = MultipartParser(boundary, check.callbacks())
+        parser.write(body)
+        parser.finalize()
+    except _Refused as refused:
+        return refused.status, str(refused)
+    except (FormParserError, ValueError) as error:
+        return 400, f"the body is not valid multipart/form-data ({str(error).splitlines()[0]})"
     return None
 
 
@@ -337,7 +457,7 @@ class TaskQueueLimit:
             return await self.app(scope, receive, send)
         if self.admitted >= self.limit:
             message = f"task queue is full ({self.limit} DeepDream and style-transfer tasks); retry later"
-            response = JSONResponse({"error": message}, status_code=429, headers={"Retry-After": "10"})
+            response = refusal(scope, 429, message, headers={"Retry-After": "10"})
             return await response(scope, receive, send)
         self.admitted += 1
         try:

@@ -1,4 +1,5 @@
-"""Stage export_onnx: the classifier as ONNX (dynamic batch), checked against PyTorch in ONNX Runtime."""
+"""Stage export_onnx: the classifier as ONNX (dynamic batch), checked against PyTorch in ONNX Runtime,
+with its sha256 recorded beside it and its checkpoint's in its metadata (:mod:`cnnpipe.models.integrity`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from cnnpipe.data import cifar10
 from cnnpipe.data.color import to_float
 from cnnpipe.errors import exit_on_user_error
 from cnnpipe.export.onnx import export_checked
+from cnnpipe.models import integrity
 from cnnpipe.models.checkpoint import load_classifier
 from cnnpipe.params import load_params
 from cnnpipe.provenance import provenance
@@ -25,11 +27,12 @@ def main() -> None:
     classifier, config = load_classifier(paths.CLASSIFIER_CHECKPOINT)
     test = torch.from_numpy(cifar10.load(paths.CIFAR10, "test").images[:64])
     metadata = {
-        "task": "classification",
+        integrity.TASK: integrity.CLASSIFICATION,
         "classes": config["classes"],
         "input": "N×3×32×32 RGB in [0, 1]",
         "output": "logits",
         "test_accuracy": scores["accuracy"],
+        integrity.CHECKPOINT_SHA256: integrity.sha256(paths.CLASSIFIER_CHECKPOINT),
         "cnnpipe_version": __version__,
         "provenance": provenance(
             {
@@ -51,6 +54,7 @@ def main() -> None:
         checks=[to_float(test), torch.rand(1, 3, 32, 32, generator=gen)],
         report=paths.CLASSIFIER_EXPORT_METRICS,
     )
+    integrity.record_sha256(paths.CLASSIFIER_ONNX)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
 import json
+import os
 from pathlib import Path
 
 import onnx
 import pytest
 import torch
 
-from cnnpipe.export.onnx import export, max_abs_diff
+from cnnpipe.errors import CnnpipeError
+from cnnpipe.export import onnx as exporter
+from cnnpipe.export.onnx import SR_DYNAMIC_AXES, export, export_checked, max_abs_diff
 from cnnpipe.models.classifier import AirbenchNet, ResNet9
 from cnnpipe.models.sr import ESPCN, ResSR
+from cnnpipe.params import ExportParams
 
 
 @pytest.mark.parametrize("model", [ResNet9(width=8), AirbenchNet(10, (8, 16, 16))], ids=["resnet9", "airbench"])
@@ -58,3 +62,38 @@ def test_opset_is_honoured(tmp_path: Path, opset: int) -> None:
     path = tmp_path / "m.onnx"
     export(ESPCN(scale=2, channels=4).eval(), torch.rand(1, 1, 8, 8), path, {0: "batch"}, opset, {})
     assert {o.domain: o.version for o in onnx.load(str(path)).opset_import}[""] == opset
+
+
+@pytest.mark.parametrize("parity", ["passes", "fails"])
+def test_a_model_reaches_its_path_only_after_the_parity_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parity: str
+) -> None:
+    """The check runs on the written temp file while the previous model is still in place (a
+    reader, or a SIGKILL mid-check, never meets an unchecked model); one that fails is never
+    published, and the previous one (from an older checkpoint) is removed with it."""
+    model = ESPCN(scale=2, channels=8).eval()
+    path, report = tmp_path / "sr.onnx", tmp_path / "export.json"
+    path.write_bytes(b"the previous model")
+    seen: list[tuple[Path, bytes]] = []
+    check = exporter.max_abs_diff
+
+    def watched(net: torch.nn.Module, checked: Path, inputs: list[torch.Tensor]) -> float:
+        seen.append((checked, path.read_bytes()))
+        if parity == "fails":  # the PyTorch net changes after the export: a real mismatch
+            with torch.no_grad():
+                net.body[0].bias.add_(0.5)
+        return check(net, checked, inputs)
+
+    monkeypatch.setattr(exporter, "max_abs_diff", watched)
+    args = (model, torch.rand(1, 1, 16, 16), path, SR_DYNAMIC_AXES, ExportParams(), {})
+    if parity == "passes":
+        assert export_checked("sr", *args, checks=[torch.rand(1, 1, 16, 16)], report=report) < 1e-4
+        onnx.checker.check_model(str(path), full_check=True)
+    else:
+        with pytest.raises(CnnpipeError, match=r"sr: ONNX Runtime differs from PyTorch by .* > export.tolerance"):
+            export_checked("sr", *args, checks=[torch.rand(1, 1, 16, 16)], report=report)
+        assert not path.exists()
+    [(checked, at_path)] = seen
+    assert checked != path and at_path == b"the previous model"
+    assert sorted(os.listdir(tmp_path)) == sorted(["export.json", *(["sr.onnx"] if parity == "passes" else [])])
+    assert json.loads(report.read_text())["tolerance"] == ExportParams().tolerance

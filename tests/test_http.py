@@ -395,7 +395,9 @@ def test_bentoml_build_packages_service_library_and_models(served_models, tmp_pa
     name, version = tag.split(":")
     bento = tmp_path / "bentoml" / "bentos" / name / version / "src"
     packaged = {p.name for p in (bento / "models").iterdir()}
-    assert packaged == {"classifier.onnx", "classifier.pt", "sr_x2.onnx", "sr_x3.onnx"}
+    onnx = {"classifier.onnx", "sr_x2.onnx", "sr_x3.onnx"}
+    checkpoints = {"classifier.pt", "sr_x2.pt", "sr_x3.pt"}  # the torch backend's
+    assert packaged == {*checkpoints, *onnx, *(f"{name}.sha256" for name in onnx)}
     assert (bento / "serving" / "service.py").is_file() and (bento / "cnnpipe" / "serve" / "core.py").is_file()
     assert (bento / "serving" / "ui" / "index.html").is_file() and (bento / "serving" / "ui" / "samples").is_dir()
     assert not (bento / "serving" / "launch.py").exists()  # test tooling stays out of the Bento

@@ -50,6 +50,12 @@ def sr_onnx(scale: int | str) -> Path:
     return MODELS / f"sr_x{scale}.onnx"
 
 
+def sha256_record(model: Path) -> Path:
+    """``<model>.sha256`` beside an exported model: the hash its export recorded, in ``sha256sum``
+    format (:mod:`cnnpipe.models.integrity`); ``sha256_record(Path("*.onnx"))`` globs them all."""
+    return model.with_name(f"{model.name}.sha256")
+
+
 def sr_metrics(scale: int) -> Path:
     return METRICS / f"sr_x{scale}.json"
 

@@ -24,20 +24,19 @@ SR_DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
 """SR models take any batch and any LR size."""
 
 
-def export(
+def to_onnx(
     model: nn.Module,
     example: torch.Tensor,
-    path: Path,
     dynamic: dict[int, str],
     opset: int,
     metadata: dict[str, Any],
-) -> None:
-    """Export ``model`` (input "input", output "output") with the named dims dynamic.
+) -> onnx.ModelProto:
+    """``model`` as an ONNX model in memory (input "input", output "output"), the named dims dynamic.
 
-    Uses torch's default (dynamo) exporter; ``metadata`` is stored as JSON strings in the
-    model's ``metadata_props`` so a server can read class names, scale and scores from the file.
+    Uses torch's default (dynamo) exporter, which returns the model rather than writing it, so
+    nothing reaches the disk until :func:`save_checked`; ``metadata`` is stored as JSON strings
+    in ``metadata_props`` so a server can read class names, scale and scores from the file.
     """
-    path = Path(path)
     model = model.eval().cpu()
     dims = {axis: torch.export.Dim(name, min=1 if name == "batch" else 8) for axis, name in dynamic.items()}
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -58,9 +57,31 @@ def export(
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+    return proto
+
+
+def save_checked(proto: onnx.ModelProto, path: Path) -> None:
+    """Write ``proto`` to ``path`` as one self-contained file and run ``onnx.checker`` on what was written.
+
+    No external data: the weights are in the file itself, so the rename that publishes it
+    publishes all of it (our models are far below protobuf's 2 GB limit).
+    """
+    onnx.save_model(proto, path, save_as_external_data=False)
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def export(
+    model: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    dynamic: dict[int, str],
+    opset: int,
+    metadata: dict[str, Any],
+) -> None:
+    """:func:`to_onnx`, written to ``path`` atomically and checked (benchmarks, tests)."""
+    proto = to_onnx(model, example, dynamic, opset, metadata)
     with atomic_write(path) as tmp:
-        onnx.save_model(proto, tmp)
-        onnx.checker.check_model(str(tmp), full_check=True)
+        save_checked(proto, tmp)
 
 
 def max_abs_diff(model: nn.Module, path: Path, inputs: list[torch.Tensor]) -> float:
@@ -89,18 +110,22 @@ def export_checked(
     checks: list[torch.Tensor],
     report: Path,
 ) -> float:
-    """:func:`export`, then the parity check; a model off by more than ``export.tolerance`` is
-    deleted (no half-trusted file is left for serving to pick up) and the stage fails.
+    """:func:`to_onnx`, then ``onnx.checker`` and the parity check on the written temp file; only a
+    model that passes both is renamed to ``path``. One off by more than ``export.tolerance`` never
+    reaches ``path``, and the model already there (made from an older checkpoint) is deleted too:
+    no stale or half-trusted file is left for serving to pick up, and the stage fails.
 
     Writes ``report`` (a DVC metric: the max |diff|, tolerance and opset) either way.
     """
-    export(model, example, path, dynamic, settings.opset, metadata)
-    diff = max_abs_diff(model, path, checks)
-    write_json(report, {"max_abs_diff": {name: diff}, "tolerance": settings.tolerance, "opset": settings.opset})
-    print(f"{name}: ONNX Runtime vs PyTorch max |diff| = {diff:.3g} (tolerance {settings.tolerance:g})")
-    if diff > settings.tolerance:
-        path.unlink(missing_ok=True)
-        raise CnnpipeError(
-            f"{name}: ONNX Runtime differs from PyTorch by {diff:.3g} > export.tolerance {settings.tolerance:g}"
-        )
+    proto = to_onnx(model, example, dynamic, settings.opset, metadata)
+    with atomic_write(path) as tmp:
+        save_checked(proto, tmp)
+        diff = max_abs_diff(model, tmp, checks)
+        write_json(report, {"max_abs_diff": {name: diff}, "tolerance": settings.tolerance, "opset": settings.opset})
+        print(f"{name}: ONNX Runtime vs PyTorch max |diff| = {diff:.3g} (tolerance {settings.tolerance:g})")
+        if diff > settings.tolerance:
+            path.unlink(missing_ok=True)
+            raise CnnpipeError(
+                f"{name}: ONNX Runtime differs from PyTorch by {diff:.3g} > export.tolerance {settings.tolerance:g}"
+            )
     return diff

@@ -47,9 +47,14 @@ def save_checkpoint(path: Path, model: nn.Module, config: dict[str, Any]) -> Non
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:
-    """``torch.save`` through :func:`cnnpipe.atomic.atomic_write`."""
-    with atomic_write(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` through :func:`cnnpipe.atomic.atomic_write`.
+
+    Into a Python file object, not a path: given a path, torch's C++ writer reports a full disk
+    as a bare "unexpected pos" RuntimeError; through a file object the OSError is kept (as the
+    error's context), so a full disk reads as one.
+    """
+    with atomic_write(path) as tmp, tmp.open("wb") as file:
+        torch.save(obj, file)
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

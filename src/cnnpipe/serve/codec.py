@@ -101,7 +101,7 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
         raise RequestError("too_large", f"image refused as a decompression bomb: {exc}") from None
     except UnidentifiedImageError:
         raise RequestError("invalid", f"the upload is not an image ({ACCEPTED})") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except Exception as exc:  # Pillow's plugins raise TypeError, struct.error, … for bad bytes
         raise RequestError("invalid", f"the image is truncated or corrupted: {exc}") from None
 
     source_format = img.format or "unknown"

@@ -2,9 +2,10 @@
 
 A thin adapter over :class:`cnnpipe.serve.core.InferenceCore`: every request error becomes the
 matching gRPC status (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE) with the core's message,
-and anything unexpected becomes INTERNAL with the traceback in the log, never a hung call.
-Standard health checking and server reflection are registered so grpcurl-style tools work;
-optional bearer-token auth (:mod:`cnnpipe.serve.auth`) and TLS.
+and anything unexpected becomes INTERNAL with the traceback in the log, never a hung call. Bytes
+that are not the method's request message are the client's mistake (:class:`MalformedRequests`):
+one INFO line, no traceback. Standard health checking and server reflection are registered so
+grpcurl-style tools work; optional bearer-token auth (:mod:`cnnpipe.serve.auth`) and TLS.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -40,6 +42,10 @@ from cnnpipe.serve.v1 import inference_pb2_grpc as pb_grpc
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inference"].full_name
 OPEN_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")  # never behind the token
 INTERNAL = "internal error; the server log has the details"
+# gRPC's status-code spec (doc/statuscodes.md): "Error parsing request proto | INTERNAL | Server",
+# what every gRPC library answers; the message says it is the request, and the log says INFO.
+MALFORMED = grpc.StatusCode.INTERNAL
+MAX_METADATA_BYTES = 16 * 1024  # all request headers of a call; over it the library says RESOURCE_EXHAUSTED
 log = logging.getLogger("cnnpipe.grpc")
 R = TypeVar("R")
 
@@ -320,18 +326,89 @@ class TokenAuth(grpc.ServerInterceptor):
         return kind(deny, handler.request_deserializer, handler.response_serializer)
 
 
+@dataclass(frozen=True)
+class Unparsable:
+    """Stands in for a request whose bytes are not the method's message (see :class:`MalformedRequests`)."""
+
+    message: str
+
+
+def _tolerant(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """The deserializer, answering :class:`Unparsable` where it would raise: grpcio logs a raising
+    deserializer's traceback as an ERROR on every call, which any client could flood the log with."""
+    descriptor = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)  # of Message.FromString
+    name = descriptor.full_name if descriptor is not None else "the method's request"
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return Unparsable(f"the request bytes are not a valid {name} message")
+
+    return parse
+
+
+class MalformedRequests(grpc.ServerInterceptor):
+    """A request that does not parse, for every RPC of every service (health and reflection too),
+    ends as :data:`MALFORMED` with the reason, logged as one INFO line with the request id."""
+
+    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        method = details.method.rsplit("/", 1)[-1]
+
+        def refuse(context: grpc.ServicerContext, request: Unparsable) -> None:
+            rid = request_id(context)
+            log.info("%s %s refused (%s): %s", rid, method, MALFORMED.name, request.message)
+            context.abort(MALFORMED, request.message)
+
+        def single(behavior: Callable[..., Any]) -> Callable[..., Any]:
+            def call(request: Any, context: grpc.ServicerContext) -> Any:
+                if isinstance(request, Unparsable):
+                    refuse(context, request)
+                return behavior(request, context)
+
+            return call
+
+        def streamed(behavior: Callable[..., Any]) -> Callable[..., Any]:
+            def call(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                def checked() -> Iterator[Any]:
+                    for request in requests:
+                        if isinstance(request, Unparsable):
+                            refuse(context, request)
+                        yield request
+
+                return behavior(checked(), context)
+
+            return call
+
+        kind = ("stream_" if handler.request_streaming else "unary_") + (
+            "stream" if handler.response_streaming else "unary"
+        )
+        wrap = streamed if handler.request_streaming else single
+        return handler._replace(
+            request_deserializer=_tolerant(handler.request_deserializer), **{kind: wrap(getattr(handler, kind))}
+        )
+
+
 class Server:
     """The gRPC server with its health service, leak watch and drain-on-stop."""
 
     def __init__(self, core: InferenceCore, settings: GrpcSettings) -> None:
         self.settings = settings
-        interceptors = [TokenAuth(settings.token)] if settings.token else []
+        # The token first: a caller without it learns nothing, not even that its bytes did not parse.
+        interceptors: list[grpc.ServerInterceptor] = [TokenAuth(settings.token)] if settings.token else []
+        interceptors.append(MalformedRequests())
         self.grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="grpc"),
             interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", 4 * settings.max_message_bytes),
+                # Soft and hard limit alike, so a call over it is always refused, never by chance.
+                ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+                ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
             ],
         )
         self.servicer = InferenceServicer(core, settings.dream_slots)

@@ -166,18 +166,24 @@ class GetMetadataRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "file", "sha256", "version", "provenance")
+    __slots__ = ("name", "file", "sha256", "version", "provenance", "backend", "device", "weights")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     file: str
     sha256: str
     version: str
     provenance: Provenance
-    def __init__(self, name: _Optional[str] = ..., file: _Optional[str] = ..., sha256: _Optional[str] = ..., version: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ...) -> None: ...
+    backend: str
+    device: str
+    weights: str
+    def __init__(self, name: _Optional[str] = ..., file: _Optional[str] = ..., sha256: _Optional[str] = ..., version: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., weights: _Optional[str] = ...) -> None: ...
 
 class Provenance(_message.Message):
     __slots__ = ("commit", "dirty", "experiment", "params", "metrics")
