@@ -29,6 +29,7 @@ from torch import nn
 
 from cnnpipe.data import cifar10
 from cnnpipe.device import describe_hardware, pick_device
+from cnnpipe.errors import exit_on_user_error
 from cnnpipe.export.onnx import export
 from cnnpipe.models.classifier import CIFAR10_MEAN, CIFAR10_STD
 from cnnpipe.models.onnx_runtime import ort_session
@@ -171,6 +172,7 @@ def onnx_throughput(model: nn.Module, seconds: float = 5.0) -> dict[int, float]:
     return out
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("data/cifar10"), help="extracted CIFAR-10 binary")
@@ -183,10 +185,10 @@ def main() -> None:
     parser.add_argument("--skip-onnx", action="store_true")
     parser.add_argument("--set", nargs="*", default=[], help="our params, e.g. epochs=8 widths=[16,64,64]")
     args = parser.parse_args()
+    device = pick_device(args.device)  # first: no GPU is one line before any work
 
     train_split, test = cifar10.load(args.data, "train"), cifar10.load(args.data, "test")
     p = section_with_overrides(ClassifierParams, "classifier", args.set)
-    device = pick_device(args.device)
     print(describe_hardware())
     print(f"data {args.data}: {len(train_split)} train / {len(test)} test images; budget {args.budget:.0f} s each")
     print(f"ours on {device}: {p}")

@@ -24,6 +24,7 @@ import numpy as np
 
 from cnnpipe.data import cifar10
 from cnnpipe.device import describe_hardware, pick_device
+from cnnpipe.errors import exit_on_user_error
 from cnnpipe.params import ClassifierParams, section_with_overrides
 from cnnpipe.train.classifier import accuracy, train
 
@@ -45,6 +46,7 @@ def runs(p: ClassifierParams, seeds: range, train_split, test, device, label: st
     return np.array(accs), np.array(secs)
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("data/cifar10"), help="extracted CIFAR-10 binary")
@@ -54,10 +56,10 @@ def main() -> None:
     parser.add_argument("--confirm", type=int, default=5, help="fresh-seed runs of the winner (0 = none)")
     parser.add_argument("--config", action="append", required=True, help="'key=value ...' over the classifier params")
     args = parser.parse_args()
+    device = pick_device(args.device)  # first: no GPU is one line before any work
 
     configs = [section_with_overrides(ClassifierParams, "classifier", c.split()) for c in args.config]
     train_split, test = cifar10.load(args.data, "train"), cifar10.load(args.data, "test")
-    device = pick_device(args.device)
     print(describe_hardware())
     print(f"data {args.data}: {len(train_split)} train / {len(test)} test images; budget {args.budget:g} s\n")
 

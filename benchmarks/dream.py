@@ -21,16 +21,24 @@ import torch
 import torchvision
 
 from cnnpipe.data.sample import scene
-from cnnpipe.device import describe_hardware
+from cnnpipe.device import describe_hardware, pick_device
 from cnnpipe.dream.backbones import IMAGENET_MEAN, IMAGENET_STD, torchvision_backbone
 from cnnpipe.dream.engine import DreamParams, dream
 from cnnpipe.dream.presets import PRESETS
+from cnnpipe.errors import exit_on_user_error
 
 
 def seed_loop(
-    model: torch.nn.Module, image: np.ndarray, octaves: int, scale: float, steps: int, lr: float
+    model: torch.nn.Module,
+    image: np.ndarray,
+    octaves: int,
+    scale: float,
+    steps: int,
+    lr: float,
+    device: torch.device | None = None,
 ) -> np.ndarray:
-    """The seed's DeepDream loop (numpy image, scipy zoom, weight gradients on)."""
+    """The seed's DeepDream loop (numpy image, scipy zoom, weight gradients on); on a GPU the
+    image goes to ``device`` and back every step, as the seed's ``.cuda()`` version does."""
     from scipy.ndimage import zoom
 
     mean = np.array(IMAGENET_MEAN, dtype=np.float32).reshape(3, 1, 1)
@@ -47,16 +55,17 @@ def seed_loop(
             detail = zoom(detail, (1, h / detail.shape[1], w / detail.shape[2]), order=1)
         img = octave_base + detail
         for _ in range(steps):
-            x = torch.from_numpy(img).unsqueeze(0).requires_grad_(True)
+            x = torch.from_numpy(img).unsqueeze(0).to(device or "cpu").requires_grad_(True)
             model.zero_grad()
             loss = model(x).norm()
             loss.backward()
-            grad = x.grad.numpy()[0]
+            grad = x.grad.cpu().numpy()[0]
             img = np.clip(img + lr / np.abs(grad).mean() * grad, lower, upper)
         detail = img - octave_base
     return ((img * std + mean).clip(0, 1).transpose(1, 2, 0) * 255).round().astype(np.uint8)
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=512)
@@ -66,11 +75,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=classic.steps)
     parser.add_argument("--lr", type=float, default=classic.lr)
     parser.add_argument("--weights", choices=["random", "imagenet"], default="random")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA where present")
     parser.add_argument("--skip-peer", action="store_true", help="time only our engine (e.g. on a GPU)")
     args = parser.parse_args()
 
-    device = torch.device(args.device)
+    device = pick_device(args.device)  # first: no GPU is one line before any work
     print(describe_hardware())
     print(
         f"job: {args.size}×{args.size}, vgg19 features.26, {args.octaves} octaves ×{args.octave_scale}, "

@@ -128,14 +128,16 @@ def reference_upscaler(model: nn.Module):
 # ----------------------------------------------------------------------------- ours
 
 
-def fitted_epochs(p: SRParams, scale: int, images: list[np.ndarray], budget_s: float) -> tuple[int, float]:
+def fitted_epochs(
+    p: SRParams, scale: int, images: list[np.ndarray], budget_s: float, device: torch.device | None = None
+) -> tuple[int, float]:
     """Epochs of ``p`` that fit ``budget_s``, from one timed calibration epoch (same code path).
 
     The epoch's own time (sampling, degradation and steps; not the one-off setup) is scaled to a
     full epoch; the setup then counts against the budget in the real run's reported time.
     """
     probe = dataclasses.replace(p, epochs=1, patches_per_epoch=max(p.batch_size * 16, p.patches_per_epoch // 4))
-    history = train(probe, scale, images, torch.device("cpu")).history
+    history = train(probe, scale, images, device or torch.device("cpu")).history
     epoch_s = history[0]["epoch_seconds"] * p.patches_per_epoch / probe.patches_per_epoch
     return max(1, int(budget_s / epoch_s)), epoch_s
 

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from cnnpipe.device import describe_hardware, pick_device  # noqa: E402
 from cnnpipe.dream.backbones import load_backbone  # noqa: E402
+from cnnpipe.errors import exit_on_user_error  # noqa: E402
 from cnnpipe.explain.style import StyleParams, transfer  # noqa: E402
 
 
@@ -36,6 +37,7 @@ def photo(side: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(image).float()[None]
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", choices=["random", "imagenet"], default="random")
@@ -43,8 +45,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args()
+    device = pick_device(args.device)  # first: no GPU is one line before any work
     print(describe_hardware())
-    device = pick_device(args.device)
     torch.manual_seed(0)
     backbone = load_backbone("vgg19", device, weights=args.weights)
     content, style = photo(args.side, 1).to(device), photo(args.side, 2).to(device)

@@ -1,7 +1,9 @@
 """The HTTP service's settings, read once from the environment at import.
 
-A missing model stops the import with one line: an exception in the service's ``__init__``
-would make BentoML restart the worker forever.
+Every model is checked here (:func:`cnnpipe.serve.model_check.check_models`), and a bad setting or
+model stops the import with one ``error:`` line and exit status 1. ``bentoml serve`` imports the
+service in its own process before it starts any worker, so that is where a bad model stops it;
+found in the service's ``__init__`` (in the worker) it would make BentoML restart the worker forever.
 """
 
 from __future__ import annotations
@@ -14,39 +16,41 @@ from cnnpipe import paths
 from cnnpipe.dream.backbones import TORCHVISION_BACKBONES
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.serve.auth import load_token
-from cnnpipe.serve.core import ModelsMissing, find_models
+from cnnpipe.serve.backends import resolve
 from cnnpipe.serve.limits import Limits
 from cnnpipe.serve.memory import limit_malloc_arenas
+from cnnpipe.serve.model_check import check_models
+from serving.replica_ids import valid_replica_id
 
 limit_malloc_arenas()  # in the worker, before its request threads exist (see cnnpipe.serve.memory)
 
 MODELS_DIR = Path(os.environ.get("CNNPIPE_MODELS_DIR", str(paths.MODELS))).resolve()
-LIMITS = Limits.from_env()
 # ONNX Runtime / torch threads per worker: all cores but one, which is left to the HTTP event loop.
 THREADS = int(os.environ.get("CNNPIPE_THREADS", str(max(1, (os.cpu_count() or 2) - 1))))
 TASK_QUEUE = int(os.environ.get("CNNPIPE_DREAM_QUEUE", "2"))  # DeepDream and style-transfer tasks admitted at once
 # Features for DeepDream and style transfer: the trained classifier, or a torchvision net whose
 # ImageNet weights are in torch's cache (servers never download).
 DREAM_BACKBONE = os.environ.get("CNNPIPE_DREAM_BACKBONE", "classifier")
+# What runs the models, and where (cnnpipe.serve.backends): auto | onnxruntime | torch, auto | cpu | cuda.
+BACKEND = os.environ.get("CNNPIPE_BACKEND", "auto")
+DEVICE = os.environ.get("CNNPIPE_DEVICE", "auto")
+# This replica's name in its task ids ("http1.<id>"), for a load balancer to route a task's calls
+# back to it (serving/replica_ids.py, deploy/haproxy/haproxy.cfg); empty: ids as BentoML makes them.
+REPLICA_ID = os.environ.get("CNNPIPE_REPLICA_ID", "")
 
 try:
+    RUNTIME = resolve(BACKEND, DEVICE)  # first: a missing GPU stops the start before any model is opened
+    LIMITS = Limits.from_env()
     if DREAM_BACKBONE not in ("classifier", *TORCHVISION_BACKBONES):
         raise CnnpipeError(
             f"CNNPIPE_DREAM_BACKBONE={DREAM_BACKBONE!r}: choose classifier or one of {', '.join(TORCHVISION_BACKBONES)}"
         )
-    CLASSIFIER_PATH, SR_PATHS = find_models(MODELS_DIR)
-    SCALES = sorted(int(p.stem.removeprefix("sr_x")) for p in SR_PATHS)
+    if REPLICA_ID and not valid_replica_id(REPLICA_ID):
+        raise CnnpipeError(f"CNNPIPE_REPLICA_ID={REPLICA_ID!r}: use letters, digits, '-' and '_' only")
     TOKEN = load_token()  # CNNPIPE_API_TOKEN or CNNPIPE_API_TOKEN_FILE; None = no auth
-except (ModelsMissing, CnnpipeError) as problem:
+    MODELS = check_models(MODELS_DIR, RUNTIME.backend)
+except CnnpipeError as problem:  # ModelsMissing and ModelCheckError included
     sys.exit(f"error: {problem}")
 
-
-def _input_size() -> int:
-    """The classifier's input side, read from the ONNX graph (no session needed at import)."""
-    import onnx
-
-    dims = onnx.load(str(CLASSIFIER_PATH)).graph.input[0].type.tensor_type.shape.dim
-    return int(dims[-1].dim_value)
-
-
-INPUT_SIZE = _input_size()
+SCALES = sorted(MODELS.sr)
+INPUT_SIZE = MODELS.input_size

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
@@ -22,20 +21,40 @@ import bentoml
 import numpy as np
 from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, Field
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from cnnpipe.dream.engine import DreamCancelled, Progress, ProgressCallback
-from cnnpipe.dream.presets import PRESETS, DreamRequest
+from cnnpipe.dream.presets import DreamRequest
 from cnnpipe.errors import CnnpipeError
-from cnnpipe.explain.style import StyleRequest
 from cnnpipe.serve.codec import RequestError
 from cnnpipe.serve.core import InferenceCore, classifier_input
 from serving import logs
-from serving.config import DREAM_BACKBONE, INPUT_SIZE, LIMITS, MODELS_DIR, SCALES, TASK_QUEUE, THREADS, TOKEN
-from serving.middleware import TASK_ROUTES, BearerAuth, ErrorBodies, Precheck, TaskQueueLimit, UploadGuard
+from serving.config import (
+    DREAM_BACKBONE,
+    INPUT_SIZE,
+    LIMITS,
+    MODELS_DIR,
+    REPLICA_ID,
+    RUNTIME,
+    SCALES,
+    TASK_QUEUE,
+    THREADS,
+    TOKEN,
+)
+from serving.forms import DreamFields, StyleFields, dream_form, style_form
+from serving.middleware import (
+    TASK_ROUTES,
+    BearerAuth,
+    ErrorBodies,
+    Precheck,
+    RequestLimits,
+    TaskQueueLimit,
+    UploadGuard,
+)
 from serving.progress_store import ProgressStore
+from serving.replica_ids import ReplicaTaskIds
 
 # DeepDream jobs by endpoint and outcome (succeeded, refused, cancelled, failed), beside BentoML's
 # request counts by endpoint and status code, on /metrics.
@@ -71,54 +90,8 @@ progress_store = ProgressStore()
 PLAN_FIELDS = ("layers", "channels", "octaves", "octave_scale", "steps", "lr", "jitter", "smoothing", "seed")
 
 
-def _given(value: Any) -> Any:
-    """An empty form field (or JSON ``null`` as text) is a field not given."""
-    return None if value in ("", "null") else value
-
-
-def _layer_list(value: Any) -> Any:
-    """``layers`` as JSON text (``'["features.3", "features.4:0.5"]'``) or one bare name."""
-    value = _given(value)
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return [value]
-    return value
-
-
-Given = BeforeValidator(_given)
 Scale = Literal[tuple(SCALES)]  # type: ignore[valid-type]  # the exported ones
 DEFAULT_SCALE = 3 if 3 in SCALES else SCALES[0]
-PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]  # the names of cnnpipe.dream.presets
-
-
-class StyleFields(BaseModel):
-    """The style-transfer form: the content ``image``, the ``style`` image, and options (None = default)."""
-
-    image: Path
-    style: Path
-    steps: Annotated[int | None, Field(ge=1), Given] = None
-    content_weight: Annotated[float | None, Field(ge=0), Given] = None
-    style_weight: Annotated[float | None, Field(ge=0), Given] = None
-    init: Annotated[Literal["content", "noise"] | None, Given] = None
-    seed: Annotated[int | None, Given] = None
-
-
-class DreamFields(BaseModel):
-    """The DeepDream form: the image file and what to dream (None = the preset's value)."""
-
-    image: Path
-    preset: Annotated[PresetName | None, Given] = None
-    layers: Annotated[list[str] | None, BeforeValidator(_layer_list)] = None
-    # The ranges of cnnpipe.dream.engine.validate, declared so the OpenAPI document states them
-    # (the engine still checks; a test sends each bound through both).
-    octaves: Annotated[int | None, Field(ge=1), Given] = None
-    octave_scale: Annotated[float | None, Field(gt=1, le=4), Given] = None
-    steps: Annotated[int | None, Field(ge=1), Given] = None
-    lr: Annotated[float | None, Field(gt=0, le=1), Given] = None
-    jitter: Annotated[int | None, Field(ge=0), Given] = None
-    seed: Annotated[int | None, Given] = None
 
 
 def _png(png: bytes) -> Response:
@@ -144,7 +117,9 @@ class Cnnpipe:
             import torch
 
             torch.set_num_threads(THREADS)
-        self.core = InferenceCore(MODELS_DIR, threads=THREADS, limits=LIMITS, dream_backbone=DREAM_BACKBONE)
+        self.core = InferenceCore(
+            MODELS_DIR, threads=THREADS, limits=LIMITS, dream_backbone=DREAM_BACKBONE, runtime=RUNTIME
+        )
 
     @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=10_000)
     async def classify(self, image: list[ClassifierUpload]) -> list[dict]:
@@ -219,14 +194,15 @@ class Cnnpipe:
         """Synchronous DeepDream with tight limits (see /metadata limits.dream_sync_*). PNG out.
 
         Fields left out take the preset's values (``quick`` unless ``preset`` names another; /metadata lists them)."""
-        return self._dream(fields.pop("image"), DreamRequest.of(fields), task=False)  # type: ignore[return-value]
+        return self._dream(*dream_form(fields), task=False)  # type: ignore[return-value]
 
     @bentoml.api(input_spec=DreamFields)
     def deepdream_check(self, **fields: Any) -> dict:
         """What a DeepDream task with these fields would run (the resolved settings), or the 4xx it
         would get, without running it: /deepdream_task/submit checks this way before queueing."""
+        upload, request = dream_form(fields)
         try:
-            image, params = self.core.dream_plan(fields.pop("image").read_bytes(), DreamRequest.of(fields), task=True)
+            image, params = self.core.dream_plan(upload.read_bytes(), request, task=True)
         except RequestError as error:
             raise http_error(error) from None
         settings = dataclasses.asdict(params)
@@ -238,7 +214,7 @@ class Cnnpipe:
         first, as /deepdream_check, so a bad request is refused at once); poll
         /deepdream_task/status and /deepdream_progress; GET /deepdream_task/get → PNG."""
         task_id = getattr(ctx.request.state, "task_id", None)
-        return self._dream(fields.pop("image"), DreamRequest.of(fields), task=True, task_id=task_id)  # type: ignore[return-value]
+        return self._dream(*dream_form(fields), task=True, task_id=task_id)  # type: ignore[return-value]
 
     @bentoml.api(route="/deepdream_progress")
     async def deepdream_progress(self, task_id: str) -> dict:
@@ -256,10 +232,9 @@ class Cnnpipe:
     def style_transfer_check(self, **fields: Any) -> dict:
         """What a style-transfer task with these fields would run, or the 4xx it would get, without
         running it: /style_transfer/submit checks this way before queueing."""
+        content, style_upload, request = style_form(fields)
         try:
-            image, style, params = self.core.style_plan(
-                fields.pop("image").read_bytes(), fields.pop("style").read_bytes(), StyleRequest(**fields)
-            )
+            image, style, params = self.core.style_plan(content.read_bytes(), style_upload.read_bytes(), request)
         except RequestError as error:
             raise http_error(error) from None
         settings = dataclasses.asdict(params)
@@ -273,8 +248,8 @@ class Cnnpipe:
         task_id (checked first, as /style_transfer_check); poll /style_transfer/status and
         /style_transfer_progress; GET /style_transfer/get → PNG at the content's size."""
         task_id = getattr(ctx.request.state, "task_id", None)
-        content, style = fields.pop("image").read_bytes(), fields.pop("style").read_bytes()
-        request = StyleRequest(**fields)
+        content_upload, style_upload, request = style_form(fields)
+        content, style = content_upload.read_bytes(), style_upload.read_bytes()
 
         def run(progress: ProgressCallback) -> bytes:
             return self.core.style_transfer(content, style, request, progress=progress)
@@ -294,7 +269,8 @@ class Cnnpipe:
 
     @bentoml.api(route="/metadata")
     async def metadata(self) -> dict:
-        """Class names, available scales, model files with SHA-256 and versions, DeepDream presets, limits."""
+        """Class names, available scales, model files with SHA-256 and versions and the backend and
+        device each runs on, DeepDream presets, limits."""
         return self.core.metadata()
 
     @bentoml.api
@@ -305,7 +281,10 @@ class Cnnpipe:
 
 # Outermost first (see serving/middleware.py).
 Cnnpipe.add_asgi_middleware(ErrorBodies)
+Cnnpipe.add_asgi_middleware(RequestLimits, limits=LIMITS)
 Cnnpipe.add_asgi_middleware(BearerAuth, token=TOKEN)
 Cnnpipe.add_asgi_middleware(TaskQueueLimit, limit=TASK_QUEUE, paths=tuple(TASK_ROUTES))  # before any body is read
-Cnnpipe.add_asgi_middleware(UploadGuard, max_upload_bytes=LIMITS.max_upload_bytes)
+Cnnpipe.add_asgi_middleware(UploadGuard, limits=LIMITS)
+if REPLICA_ID:  # inside UploadGuard: the JSON bodies it buffers are already capped
+    Cnnpipe.add_asgi_middleware(ReplicaTaskIds, replica=REPLICA_ID)
 Cnnpipe.add_asgi_middleware(Precheck, routes=TASK_ROUTES)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 
 from dvclive import Live
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from cnnpipe import paths
 from cnnpipe.data import cifar10
@@ -23,6 +24,7 @@ from cnnpipe.train.classifier import train
 from cnnpipe.train.tracking import epoch_logger
 
 
+@record  # under torchrun, its failure report carries this rank's error (a lost peer, say)
 @exit_on_user_error
 def main() -> None:
     params = load_params()

@@ -229,12 +229,16 @@ def style_command(args: argparse.Namespace) -> None:
 
 def serve_grpc_command(args: argparse.Namespace) -> None:
     from cnnpipe.serve.auth import load_token
+    from cnnpipe.serve.backends import resolve
     from cnnpipe.serve.core import InferenceCore
     from cnnpipe.serve.grpc_server import GrpcSettings, serve
     from cnnpipe.serve.limits import Limits
     from cnnpipe.serve.memory import limit_malloc_arenas
+    from cnnpipe.serve.model_check import check_models
 
     limit_malloc_arenas()  # before the server's threads exist
+    runtime = resolve(args.backend, args.device)  # a bad value or a missing GPU: one line, before any work
+    limits = Limits.from_env()
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CnnpipeError("--tls-cert and --tls-key go together")
     if args.tls_client_ca and not args.tls_cert:
@@ -255,9 +259,14 @@ def serve_grpc_command(args: argparse.Namespace) -> None:
         tls_key=tls[1],
         tls_client_ca=tls[2],
     )
+    check_models(Path(args.models), runtime.backend)  # a damaged model stops the start with one line
     torch_threads(args.threads)
     core = InferenceCore(
-        Path(args.models), threads=args.threads, limits=Limits.from_env(), dream_backbone=args.dream_backbone
+        Path(args.models),
+        threads=args.threads,
+        limits=limits,
+        dream_backbone=args.dream_backbone,
+        runtime=runtime,
     )
     serve(core, settings)
 
@@ -272,15 +281,19 @@ def compare_command(args: argparse.Namespace) -> None:
     if args.num is not None and args.num < 1:
         raise CnnpipeError(f"-n must be at least 1, got {args.num}")
     num = -1 if args.all_commits else (args.num or 10)
-    runs, notes = repo_runs(Path(args.repo), revs=args.revs or None, num=num, experiments=args.exp)
+    runs, notes = repo_runs(
+        Path(args.repo), revs=args.revs or None, num=num, experiments=args.exp, curves=args.format == "html"
+    )
     if args.server:
         runs.append(server_run(args.server, token=load_token()))
     labels = {run.label for run in runs}
     baseline = args.baseline
     if baseline and baseline not in labels:
         baseline = short_sha(Path(args.repo), baseline) or baseline
-    table, base = comparison(runs, baseline=baseline, per_class=args.per_class)
-    text = render(table, base, args.format, notes)
+    table, base = comparison(runs, baseline=baseline, per_class=args.per_class, params=args.params or ())
+    text = render(
+        table, base, args.format, notes, wide=args.wide, transpose=args.transpose, curves=[r.curves for r in runs]
+    )
     if args.out:
         write_bytes(Path(args.out), text.encode())
         print(f"wrote {args.out} ({len(table)} runs)")
@@ -419,6 +432,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=0, help="ONNX Runtime / torch threads (0 = all cores)")
     g.add_argument("--max-message-mb", type=int, default=32, help="largest request accepted")
     g.add_argument(
+        "--backend",
+        default=os.environ.get("CNNPIPE_BACKEND", "auto"),
+        help="what runs the models: auto (ONNX Runtime on CUDA, else torch on CUDA, else ONNX Runtime on the CPU)"
+        " | onnxruntime | torch (the .pt checkpoints)",
+    )
+    g.add_argument(
+        "--device", default=os.environ.get("CNNPIPE_DEVICE", "auto"), help="where they run: auto | cpu | cuda"
+    )
+    g.add_argument(
         "--dream-backbone",
         choices=["classifier", *TORCHVISION_BACKBONES],
         default=os.environ.get("CNNPIPE_DREAM_BACKBONE", "classifier"),
@@ -447,7 +469,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--baseline", help="the row changes are measured against (default: the first, oldest)")
     c.add_argument("--per-class", action="store_true", help="classifier accuracy per class")
     c.add_argument("--server", metavar="URL", help="add the models a running server holds (its /metadata)")
+    c.add_argument(
+        "--params",
+        action="append",
+        metavar="GLOB",
+        help="param columns matching GLOB (fnmatch, e.g. 'classifier.*'; repeatable); default: those that differ",
+    )
     c.add_argument("--format", choices=FORMATS, default="table")
+    c.add_argument("--wide", action="store_true", help="terminal table: every value in full (default: 120 columns)")
+    c.add_argument("--transpose", action="store_true", help="table/md: a column per run (for more metrics than runs)")
     c.add_argument("--out", help="write to this file instead of stdout")
     c.add_argument("--repo", default=".", help="the DVC repository (default: here)")
     c.set_defaults(func=compare_command)

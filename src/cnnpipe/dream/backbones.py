@@ -62,11 +62,11 @@ class Backbone:
         """A module name, or an index into the backbone's main sequence (``26`` → ``features.26``)."""
         names = self.layer_names()
         text = str(layer)
-        if text.isdigit():
-            main, index = self.main_layers(), int(text)
-            if index >= len(main):
-                raise BackboneError(f"layer index {index} is out of range: {self.name} has {len(main)} layers")
-            return main[index]
+        if text.isascii() and text.isdigit():  # not "²" (a digit to isdigit, not to int)
+            main = self.main_layers()
+            if len(text) > 6 or int(text) >= len(main):  # int() refuses over 4300 digits
+                raise BackboneError(f"layer index {text[:12]} is out of range: {self.name} has {len(main)} layers")
+            return main[int(text)]
         if text not in names:
             close = [n for n in names if text in n][:5] or names[:8]
             raise BackboneError(f"{self.name} has no layer {text!r}; e.g. {', '.join(close)}")

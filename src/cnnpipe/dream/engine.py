@@ -73,6 +73,10 @@ class DreamParams:
     bf16: bool | None = None  # None = auto: on for CUDA and for CPUs with native bf16
 
 
+SEEDS = (-(2**63), 2**64 - 1)
+"""The seeds torch's generator takes (``manual_seed`` overflows outside them)."""
+
+
 def validate(params: DreamParams, backbone: Backbone, height: int, width: int) -> dict[str, float]:
     """Check limits and resolve layer names; return name → weight."""
     if height * width > params.max_pixels:
@@ -90,13 +94,17 @@ def validate(params: DreamParams, backbone: Backbone, height: int, width: int) -
         raise DreamError(f"octave_scale must be in (1, 4], got {params.octave_scale}")
     if not 0 < params.lr <= 1:
         raise DreamError(f"lr must be in (0, 1], got {params.lr}")
-    if params.jitter < 0 or params.smoothing < 0:
-        raise DreamError("jitter and smoothing must be >= 0")
+    if params.jitter < 0 or not 0 <= params.smoothing < math.inf:  # NaN too: it blurs the image to NaN
+        raise DreamError(f"jitter and smoothing must be >= 0 (and finite), got {params.jitter} and {params.smoothing}")
+    if not SEEDS[0] <= params.seed <= SEEDS[1]:
+        raise DreamError(f"seed must be in {SEEDS[0]}..{SEEDS[1]}, got {params.seed}")
     if params.tile_size < 32:
         raise DreamError(f"tile_size must be >= 32, got {params.tile_size}")
     if not params.layers:
         raise DreamError(f"no layer chosen; {backbone.name} layers include {', '.join(backbone.layer_names()[:8])}, …")
     weights = {backbone.resolve_layer(name): float(w) for name, w in params.layers.items()}
+    if not all(math.isfinite(w) for w in weights.values()):
+        raise DreamError(f"layer weights must be finite numbers, got {weights}")
     need, channels = backbone.probe(list(weights))
     sizes = pyramid_sizes(height, width, params.octaves, params.octave_scale)
     smallest = min(min(tile_sides(size, params.tile_size)) for size in sizes)  # octave, or tile of one

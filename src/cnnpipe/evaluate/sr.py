@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 from torch import nn
@@ -42,7 +41,8 @@ def sr_scores(model: nn.Module | Upscaler, images: list[np.ndarray], scale: int,
             row[f"psnr_{method}"] = psnr(out_y, hr_y)
             row[f"ssim_{method}"] = ssim(out_y, hr_y)
         rows.append(row)
-    means = pd.DataFrame(rows).mean().to_dict()
+    # numpy, not pandas: this runs on bare GPU machines too (benchmarks/gpu.py)
+    means = {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
     means["psnr_gain"] = means["psnr_model"] - means["psnr_bicubic"]
     means["images"] = len(images)
     return {k: (int(v) if k == "images" else round(float(v), 4)) for k, v in means.items()}

@@ -13,6 +13,7 @@ cancellation work as for DeepDream.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnpipe.dream.backbones import Backbone, BackboneError
-from cnnpipe.dream.engine import Progress, ProgressCallback, report
+from cnnpipe.dream.engine import SEEDS, Progress, ProgressCallback, report
 from cnnpipe.errors import CnnpipeError
 
 # The paper's layers: style at relu1_1, relu2_1, relu3_1, relu4_1, relu5_1; content at relu4_2.
@@ -113,8 +114,11 @@ def validate(backbone: Backbone, params: StyleParams, content_size: tuple[int, i
         raise StyleError(f"steps must be in 1..{params.max_steps}, got {params.steps}")
     if not 0 < params.lr <= 1:
         raise StyleError(f"lr must be in (0, 1], got {params.lr}")
-    if params.content_weight < 0 or params.style_weight < 0 or params.content_weight + params.style_weight == 0:
-        raise StyleError("content_weight and style_weight must be >= 0, and not both 0")
+    weights = (params.content_weight, params.style_weight)
+    if not all(0 <= w < math.inf for w in weights) or sum(weights) == 0:  # NaN and inf make a NaN (black) image
+        raise StyleError(f"content_weight and style_weight must be >= 0 and finite, and not both 0, got {weights}")
+    if not SEEDS[0] <= params.seed <= SEEDS[1]:
+        raise StyleError(f"seed must be in {SEEDS[0]}..{SEEDS[1]}, got {params.seed}")
     if params.init not in ("content", "noise"):
         raise StyleError(f"init must be content or noise, got {params.init!r}")
     content, style = layers_for(backbone, params)

@@ -6,14 +6,12 @@ gRPC server are thin adapters around it, so validation, pre- and post-processing
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from cnnpipe import __version__, paths
@@ -28,8 +26,11 @@ from cnnpipe.explain.models import Explainable, load_explainable
 from cnnpipe.explain.render import heatmap_overlay, rgb_picture
 from cnnpipe.explain.style import StyleError, StyleParams, StyleRequest, transfer
 from cnnpipe.explain.style import validate as validate_style
-from cnnpipe.models.onnx_runtime import ort_session, read_metadata
+from cnnpipe.models import integrity
+from cnnpipe.models.integrity import sha256
+from cnnpipe.models.onnx_runtime import file_metadata
 from cnnpipe.models.upscale import DEFAULT_OVERLAP
+from cnnpipe.serve.backends import Loaded, Runtime, open_backend, resolve
 from cnnpipe.serve.codec import DecodedImage, RequestError
 from cnnpipe.serve.limits import Limits
 
@@ -41,10 +42,6 @@ EXPLAIN_DISPLAY = 256
 
 class ModelsMissing(CnnpipeError):
     """The exported models are not where the server was told to look."""
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def classifier_input(image: DecodedImage, size: int) -> np.ndarray:
@@ -76,6 +73,13 @@ class ModelInfo:
     provenance: dict[str, Any] | None = None
     """Commit, dirty flag, experiment, params and metrics the export recorded (:mod:`cnnpipe.provenance`);
     None for a model exported before provenance existed."""
+    backend: str = ""
+    """What runs it (:mod:`cnnpipe.serve.backends`): onnxruntime or torch."""
+    device: str = ""
+    """Where it runs: cpu or cuda."""
+    weights: str = ""
+    """The file the backend runs: ``file`` (the ONNX export, which ``sha256`` and ``version`` name)
+    or, for torch, the checkpoint it was exported from (checked against the export's record)."""
 
     @property
     def version(self) -> str:
@@ -83,33 +87,54 @@ class ModelInfo:
 
 
 class InferenceCore:
-    """Loads ``models_dir``'s ONNX exports (and the classifier checkpoint for DeepDream) once."""
+    """Loads ``models_dir``'s models once, in the backend ``runtime`` names (default: ``auto``, see
+    :func:`cnnpipe.serve.backends.resolve`), and the classifier checkpoint for explain and DeepDream.
+    Class names, scales and provenance come from the ONNX exports' metadata whichever backend runs."""
 
     def __init__(
-        self, models_dir: Path, threads: int = 0, limits: Limits | None = None, dream_backbone: str = "classifier"
+        self,
+        models_dir: Path,
+        threads: int = 0,
+        limits: Limits | None = None,
+        dream_backbone: str = "classifier",
+        runtime: Runtime | None = None,
     ) -> None:
         self.models_dir = Path(models_dir)
         self.limits = limits or Limits()
+        self.runtime = runtime or resolve()
+        backend = open_backend(self.runtime, threads)
         classifier_path, sr_paths = find_models(self.models_dir)
-        self.classifier = ort_session(classifier_path, threads)
-        meta = read_metadata(self.classifier)
+        meta, shape = file_metadata(classifier_path)
         self.classes: list[str] = list(meta.get("classes", []))
-        self.input_size = int(self.classifier.get_inputs()[0].shape[-1])
-        self.models = [ModelInfo("classifier", classifier_path.name, _sha256(classifier_path), meta.get("provenance"))]
-        self.sr: dict[int, ort.InferenceSession] = {}
+        self.input_size = int(shape[-1])
+        checkpoint = self.models_dir / DREAM_CHECKPOINT_FILE
+        self.classifier = backend.load(classifier_path, checkpoint, integrity.CLASSIFICATION)
+        self.models = [self._info("classifier", classifier_path, meta, self.classifier)]
+        self.sr: dict[int, Loaded] = {}
         self.sr_context: dict[int, int] = {}  # LR receptive-field radius = the tile overlap needed
         for path in sr_paths:
-            session = ort_session(path, threads, any_size=True)
-            meta = read_metadata(session)
+            meta, _ = file_metadata(path)
             scale = int(meta.get("scale", path.stem.removeprefix("sr_x")))
-            self.sr[scale] = session
+            checkpoint = self.models_dir / paths.sr_checkpoint(scale).name
+            self.sr[scale] = backend.load(path, checkpoint, integrity.SUPER_RESOLUTION)
             self.sr_context[scale] = int(meta.get("context", DEFAULT_OVERLAP))
-            self.models.append(ModelInfo(f"sr_x{scale}", path.name, _sha256(path), meta.get("provenance")))
+            self.models.append(self._info(f"sr_x{scale}", path, meta, self.sr[scale]))
         self.dream_backbone_name = dream_backbone
         self._backbone: Backbone | None = None  # loaded on first DeepDream request (PyTorch)
         self._explainable: Explainable | None = None  # loaded on first explain request (PyTorch)
         self._explain_layer = ""
         self._explain_lock = threading.Lock()
+
+    def _info(self, name: str, path: Path, meta: dict[str, Any], loaded: Loaded) -> ModelInfo:
+        return ModelInfo(
+            name,
+            path.name,
+            sha256(path),
+            meta.get("provenance"),
+            self.runtime.backend,
+            loaded.device,
+            loaded.weights.name,
+        )
 
     # ------------------------------------------------------------------ metadata
 
@@ -134,8 +159,8 @@ class InferenceCore:
     # ------------------------------------------------------------------ classify
 
     def classify_arrays(self, batch: np.ndarray, top_k: int = 5) -> list[dict[str, Any]]:
-        """N×3×H×W float32 inputs → one result per row (one ONNX Runtime call for the batch)."""
-        logits = self.classifier.run(None, {"input": np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        """N×3×H×W float32 inputs → one result per row (one backend call for the batch)."""
+        logits = self.classifier.run(np.ascontiguousarray(batch, dtype=np.float32))
         logits = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         k = max(1, min(top_k, len(self.classes)))
@@ -177,7 +202,7 @@ class InferenceCore:
         return self._explainable
 
     def explain(self, data: bytes, target: int | None = None, top_k: int = 5) -> dict[str, Any]:
-        """Top-k (ONNX Runtime, as :meth:`classify`) plus Grad-CAM of ``target`` (default: the top
+        """Top-k (the backend's, as :meth:`classify`) plus Grad-CAM of ``target`` (default: the top
         class) at the classifier's last convolutional group: the raw map (the model's input size,
         [0, 1]) and a PNG of it over the centre square the model saw, at ``EXPLAIN_DISPLAY`` px."""
         image = self.decode(data)
@@ -202,10 +227,6 @@ class InferenceCore:
 
     # ------------------------------------------------------------------ super-resolution
 
-    def _luma(self, scale: int):
-        session = self.sr[scale]
-        return lambda y: session.run(None, {"input": y})[0]
-
     def super_resolve(self, data: bytes, scale: int) -> tuple[bytes, int, int]:
         """Upload → (PNG bytes, width, height) upscaled ×``scale``; RGBA and greyscale kept."""
         from cnnpipe.models.upscale import upscale
@@ -218,7 +239,7 @@ class InferenceCore:
             layout = pixels if image.alpha is None else np.dstack([np.repeat(pixels[..., None], 3, 2), image.alpha])
         else:
             layout = image.rgb if image.alpha is None else np.dstack([image.rgb, image.alpha])
-        out = upscale(layout, scale, self._luma(scale), overlap=self.sr_context[scale])
+        out = upscale(layout, scale, self.sr[scale].run, tile=self.limits.sr_tile, overlap=self.sr_context[scale])
         if out.ndim == 2:
             png = encode_png(out[..., None], grey=True)
         else:
@@ -232,7 +253,7 @@ class InferenceCore:
         if self._backbone is None:
             self._backbone = load_backbone(
                 self.dream_backbone_name,
-                torch.device("cuda" if torch.cuda.is_available() else "cpu"),
+                torch.device(self.runtime.torch_device),
                 classifier_checkpoint=self.models_dir / DREAM_CHECKPOINT_FILE,
                 download=False,
             )

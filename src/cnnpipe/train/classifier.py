@@ -32,7 +32,7 @@ from cnnpipe.models.classifier import CIFAR10_MEAN, AirbenchNet
 from cnnpipe.models.predict import predict_logits
 from cnnpipe.params import ClassifierParams
 from cnnpipe.progress import progress
-from cnnpipe.train.distributed import World, barrier
+from cnnpipe.train.distributed import World, barrier, from_main
 
 EpochCallback = Callable[[dict[str, float]], None]
 
@@ -156,7 +156,8 @@ def train(
 
     Under torchrun every rank draws the same global batch (same seed) and keeps its
     ``rank::world`` share, so the data and the averaged gradient equal a single-process run with
-    the same global batch; only batch-norm statistics are per-rank. Rank 0 writes checkpoints.
+    the same global batch; only batch-norm statistics are per-rank. Rank 0 writes checkpoints and
+    decides for all ranks whether to resume (other nodes have no checkpoint on their disks).
     """
     world = world or World()
     images = torch.from_numpy(train_split.images)
@@ -192,7 +193,7 @@ def train(
     first_epoch = 1
 
     fingerprint = {"params": dataclasses.asdict(p), "train_images": len(images), "world": world.size}
-    state = _load_checkpoint(checkpoint, fingerprint)
+    state = from_main(world, _load_checkpoint(checkpoint, fingerprint) if world.is_main else None)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
