@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .pipeline import edit_params, env, tiny_pipeline_repo
+from .pipeline import TORCHRUN, classifier_weights, edit_params, env, fetch_cifar10, tiny_pipeline_repo
 
 pytestmark = pytest.mark.slow
 
@@ -23,10 +23,7 @@ def repo(tmp_path: Path, tiny_archives) -> Path:
     root = tiny_pipeline_repo(tmp_path / "repo", tiny_archives)
     # lookahead (default) and the whitening bias freezing after epoch 3: both must survive a resume
     edit_params(root, {"classifier": {"epochs": 6, "widths": [8, 16, 16], "batch_size": 64, "lr": 0.4}})
-    fetch = subprocess.run(
-        [sys.executable, "-m", "stages.fetch_data", "cifar10"], cwd=root, env=env(root), capture_output=True, text=True
-    )
-    assert fetch.returncode == 0, fetch.stderr
+    fetch_cifar10(root)
     return root
 
 
@@ -35,12 +32,6 @@ def _history(repo: Path) -> list[dict[str, float]]:
 
     state = torch.load(repo / CHECKPOINT, weights_only=True)
     return [{k: row[k] for k in COMPARED} for row in state["history"]]
-
-
-def _weights(repo: Path) -> dict:
-    import torch
-
-    return torch.load(repo / "models/classifier.pt", weights_only=True)["state_dict"]
 
 
 def _train(repo: Path, *prefix: str) -> subprocess.CompletedProcess[str]:
@@ -73,7 +64,7 @@ def test_sigkilled_training_resumes_and_ends_like_an_uninterrupted_run(repo: Pat
     resumed = _train(repo)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from checkpoints/classifier_last.pt after epoch" in resumed.stdout
-    resumed_history, resumed_weights = _history(repo), _weights(repo)
+    resumed_history, resumed_weights = _history(repo), classifier_weights(repo)
     # DVC clears dvclive/ before a run: the replay after resuming makes the epoch log whole again.
     assert len((repo / "dvclive/classifier/plots/metrics/test_acc.tsv").read_text().splitlines()) == 1 + 6
 
@@ -82,7 +73,7 @@ def test_sigkilled_training_resumes_and_ends_like_an_uninterrupted_run(repo: Pat
     assert fresh.returncode == 0, fresh.stderr
     assert "resuming" not in fresh.stdout
     assert resumed_history == _history(repo)
-    fresh_weights = _weights(repo)
+    fresh_weights = classifier_weights(repo)
     assert all(torch.equal(resumed_weights[k], fresh_weights[k]) for k in fresh_weights)
 
 
@@ -99,8 +90,7 @@ def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(rep
     one = _history(repo)
     (repo / CHECKPOINT).unlink()
 
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    double = _train(repo, *torchrun)
+    double = _train(repo, *TORCHRUN, "--standalone", "--nproc_per_node=2")
     assert double.returncode == 0, double.stderr[-3000:]
     assert double.stdout.count("wrote models/classifier.pt") == 1  # rank 0 alone writes outputs
     two = _history(repo)
