@@ -1,4 +1,4 @@
-# Two commands for a new user: `make demo` and `make test` (see README.md).
+# Two commands for a new user: `make demo` and `make test`; then `make serve` (see README.md).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +12,7 @@ SAMPLE_DIR := data/sample
 # The demo trains for real, on the generated sample, in a few minutes on 2 CPU cores.
 DEMO_SET := -S classifier.epochs=8 -S sr.epochs=2 -S sr.patches_per_epoch=1024
 
-.PHONY: venv demo test test-fast lint typecheck format proto clean-venv
+.PHONY: venv demo serve test test-fast lint typecheck format proto clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,14 @@ demo: venv
 	@echo
 	dvc exp show --md --drop '.*' --keep 'Experiment|accuracy$$|accuracy_tta|.*psnr_model|.*psnr_bicubic'
 	@echo "The demo is the experiment above (the data was GENERATED, not CIFAR-10/BSDS300); your params.yaml is unchanged."
-	@echo "Its models and plots: 'dvc exp apply NAME' (or 'dvc exp branch NAME demo') brings them into a workspace."
+	@echo "Serve its models: 'make serve' (both servers; params.yaml stays as it is). 'dvc exp apply NAME' brings them into the workspace."
+
+HTTP_PORT ?= 3000
+GRPC_PORT ?= 50051
+## serve: both servers (HTTP with the page at /ui, gRPC) on models/ or, without them, the newest DVC
+## experiment's (`make demo`'s); EXP=name picks one. Touches neither params.yaml nor dvc.lock; Ctrl-C stops both.
+serve: venv
+	$(BIN)/python -m serving.up $(if $(EXP),--exp $(EXP)) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT)
 
 ## test: lint, type-check and run the whole test suite (includes a real `dvc repro` on tiny generated data)
 test: venv lint typecheck

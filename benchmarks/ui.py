@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from cnnpipe.data.cifar10 import CLASSES  # noqa: E402
 from cnnpipe.device import describe_hardware  # noqa: E402
 from cnnpipe.export.onnx import SR_DYNAMIC_AXES, export  # noqa: E402
+from cnnpipe.models import integrity  # noqa: E402
 from cnnpipe.models.checkpoint import build_classifier, build_sr, save_checkpoint  # noqa: E402
 from cnnpipe.params import ClassifierParams, SRParams  # noqa: E402
 from cnnpipe.train.classifier import model_config as classifier_config  # noqa: E402
@@ -50,10 +51,17 @@ def untrained_models(folder: Path) -> Path:
     config = classifier_config(ClassifierParams(), CLASSES)
     classifier = build_classifier(config).eval()
     save_checkpoint(folder / "classifier.pt", classifier, config)
-    export(classifier, torch.rand(2, 3, 32, 32), folder / "classifier.onnx", {0: "batch"}, 18, {"classes": CLASSES})
+    meta = {
+        integrity.TASK: integrity.CLASSIFICATION,
+        "classes": CLASSES,
+        integrity.CHECKPOINT_SHA256: integrity.sha256(folder / "classifier.pt"),
+    }
+    export(classifier, torch.rand(2, 3, 32, 32), folder / "classifier.onnx", {0: "batch"}, 18, meta)
     sr = build_sr(sr_config(SRParams(), SCALE)).eval()
-    meta = {"scale": SCALE, "context": sr.context}
+    meta = {integrity.TASK: integrity.SUPER_RESOLUTION, "scale": SCALE, "context": sr.context}
     export(sr, torch.rand(1, 1, 24, 24), folder / f"sr_x{SCALE}.onnx", SR_DYNAMIC_AXES, 18, meta)
+    for model in ("classifier.onnx", f"sr_x{SCALE}.onnx"):
+        integrity.record_sha256(folder / model)  # the servers check the models against these
     return folder
 
 

@@ -92,3 +92,21 @@ def tiny_pipeline_repo(root: Path, archives: dict[str, tuple[Path, str]]) -> Pat
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "tiny params"]):
         git(root, *args)
     return root
+
+
+TORCHRUN = (sys.executable, "-m", "torch.distributed.run")
+
+
+def fetch_cifar10(repo: Path) -> None:
+    """The fetch_data stage for CIFAR-10 alone: what training reads, without the rest of the pipeline."""
+    fetch = subprocess.run(
+        [sys.executable, "-m", "stages.fetch_data", "cifar10"], cwd=repo, env=env(repo), capture_output=True, text=True
+    )
+    assert fetch.returncode == 0, fetch.stderr
+
+
+def classifier_weights(repo: Path) -> dict:
+    """The state dict of the trained classifier, models/classifier.pt."""
+    import torch
+
+    return torch.load(repo / "models/classifier.pt", weights_only=True)["state_dict"]

@@ -111,6 +111,7 @@ def test_the_pipeline_paths_are_the_ones_dvc_yaml_declares() -> None:
     named = [getattr(paths, n) for n in dir(paths) if n.isupper()]
     named += [f(3) for f in (paths.sr_checkpoint, paths.sr_onnx, paths.sr_metrics, paths.sr_comparison)]
     named += [paths.sr_export_metrics(3), paths.dataset("cifar10"), paths.dataset("bsds300")]
+    named += [paths.sha256_record(paths.CLASSIFIER_ONNX), paths.sha256_record(paths.sr_onnx(3))]
     folders = {"data", "models", "metrics", "plots", "dvclive", "params.yaml"}  # params.yaml: DVC's default
     for path in named:
         text = str(path)

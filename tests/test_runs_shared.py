@@ -102,7 +102,37 @@ def test_compare_lists_commits_oldest_first_with_the_params_that_differ_and_delt
         assert table[f"x{scale} bsds300_test PSNR"].notna().all()
         assert table[f"Δ x{scale} bsds300_test SSIM"].notna().all()
     assert (table["ONNX max abs diff"] < 1e-4).all()
-    assert "commit" in result.stderr and "left out: no metrics" in result.stderr  # commit 0
+    first = git(history.repo, "rev-parse", "--short=7", "HEAD~2").strip()  # commit 0: no metrics yet
+    assert result.stderr == f"note: 1 commit without metrics left out: {first}\n"
+
+
+def test_compare_in_a_terminal_reads_at_a_glance(history: History) -> None:
+    """120 columns, the run named in every block, ints as ints; one run alone has no param columns."""
+    text = compare(history.repo).stdout
+    assert max(map(len, text.splitlines())) <= 120
+    blocks = [block.splitlines() for block in text.strip().split("\n\n")]
+    labels = list(_csv(compare(history.repo, "--format", "csv"))["run"])  # HEAD's is its branch's name
+    for block in blocks:  # the run column repeats in every block, the baseline marked
+        rows = block[next(i for i, line in enumerate(block) if line.startswith("---")) + 1 :]
+        assert [row.split()[0] for row in rows] == labels and "(baseline)" in rows[0]
+    head = blocks[0]
+    assert head[0].split()[:5] == ["run", "kind", "rev", "message", "classifier.epochs"]
+    end = head[0].index("classifier.epochs") + len("classifier.epochs")  # right-aligned under its header
+    assert [line[end - 5 : end].strip() for line in head[2:]] == ["2", "3"]  # not 2.0, 3.0
+    assert "x3 bsds300_test" in text and "ONNX max abs diff" in text
+    wide = compare(history.repo, "--wide").stdout.splitlines()
+    assert len(wide) == 4 and max(map(len, wide)) > 120 and "ONNX max abs diff" in wide[0]
+
+    alone = _csv(compare(history.repo, "-n", "1", "--format", "csv"))
+    assert list(alone.columns[:5]) == ["run", "kind", "rev", "message", "accuracy"]  # nothing differs
+    chosen = _csv(compare(history.repo, "--params", "classifier.*", "--params", "sr.scales", "--format", "csv"))
+    assert list(chosen["classifier.lr"]) == [0.4, 0.4] and list(chosen["sr.scales"]) == ["[2, 3]", "[2, 3]"]
+    assert list(chosen["classifier.widths"]) == ["[8, 16, 16]"] * 2 and "sr.epochs" not in chosen.columns
+
+    lines = compare(history.repo, "--transpose").stdout.splitlines()
+    assert lines[0].split() == ["run", labels[0], "(baseline)", labels[1]]
+    epochs = next(line for line in lines if line.startswith("classifier.epochs"))
+    assert epochs.split() == ["classifier.epochs", "2", "3"]
 
 
 def test_compare_markdown_for_a_review_comment(history: History) -> None:
@@ -130,10 +160,19 @@ def test_compare_html_report_is_self_contained(history: History, tmp_path: Path)
     assert "wrote" in result.stdout
     page = out.read_text()
     assert page.startswith("<!DOCTYPE html>") and page.count("<tr class=") == 2
+    assert page.count('<tr class="baseline">') == 1 and f"<td>{history.commits[0][:7]} (baseline)</td>" in page
     charts = re.findall(r'<figure class="chart" data-metric="([^"]+)"><svg', page)
     assert {"accuracy", "x3 bsds300_test PSNR", "ONNX max abs diff"} <= set(charts)
-    # Nothing to fetch: no scripts, stylesheets, images or fonts from anywhere (SVG namespaces aside).
-    assert not re.search(r"<script|<link|<img|@import|url\((?!#)", page)  # url(#clip) is in-page
+    # The DVCLive curves of both commits, per model: two runs' lines on each loss and accuracy panel.
+    curves = dict(re.findall(r'<figure class="curves" data-model="([^"]+)">(<svg.*?</svg>)\s*</figure>', page, re.S))
+    assert set(curves) == {"classifier", "sr_x2", "sr_x3"}
+    first, head = _csv(compare(history.repo, "--format", "csv"))["run"]  # HEAD's label is its branch
+    for model, svg in curves.items():  # matplotlib's SVG keeps each text as a comment: the legends
+        assert svg.count(f"<!-- {first} (baseline) -->") == 2 and svg.count(f"<!-- {head} -->") == 2, model
+    assert '<th data-type="number" title="sort">accuracy</th>' in page  # sorted by value on a click
+    # Nothing to fetch: the one script is inline; no stylesheets, images or fonts from anywhere.
+    assert page.count("<script>") == 1 and not re.search(r"<script[^>]*src|fetch\(|XMLHttpRequest|import\(", page)
+    assert not re.search(r"<link|<img|@import|url\((?!#)", page)  # url(#clip) is in-page (SVG namespaces aside)
     assert not re.search(r'(src|href)="https?:', page)
 
 

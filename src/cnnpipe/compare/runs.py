@@ -5,7 +5,8 @@ Rows come from ``dvc.api.exp_show`` (commits, experiments and their baselines, a
 lists them). Their values come from the repository's ``metrics.show`` / ``params.show`` for all
 revisions at once, the calls behind ``dvc.api.metrics_show`` / ``params_show``: those two merge every
 file into one dict and prefix a key with its file only when two files share it, so which file
-(which SR scale) a value belongs to would be lost; per file, nothing is.
+(which SR scale) a value belongs to would be lost; per file, nothing is. The DVCLive training curves
+(for the HTML report) come from ``plots.show``: :mod:`~cnnpipe.compare.curves`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from cnnpipe import paths
+from cnnpipe.compare.curves import Curves, training_curves
 from cnnpipe.errors import CnnpipeError
 
-UNFINISHED = {"Queued", "Running", "Failed"}
+UNFINISHED = {"Queued": "still queued", "Running": "still running", "Failed": "that failed"}  # state → why left out
+NAMED = 5  # rows named in a "left out" note; the rest are counted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Run:
     message: str  # commit subject; for an experiment, its baseline commit; for a server, its URL
     metrics: dict[str, dict[str, Any]]  # metrics file (relative path) → its content
     params: dict[str, Any]  # params.yaml, nested
+    curves: Curves = dataclasses.field(default_factory=dict)  # DVCLive per-epoch values, when asked for
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -83,14 +87,26 @@ def _unwrap_params(result: dict[str, Any], rev: str) -> dict[str, Any]:
     return dict(entry.get("data", {})) if "error" not in entry else {}
 
 
+def left_out(kind: str, why: str, names: list[str]) -> str:
+    """One note for all the rows of a kind left out for one reason, ``10 commits without metrics left
+    out: a1b2c3d, …``: the first few named (newest first, as ``exp show`` lists them), the rest counted."""
+    named = ", ".join(names[:NAMED]) + (f" and {len(names) - NAMED} more" if len(names) > NAMED else "")
+    return f"{len(names)} {kind}{'s' if len(names) > 1 else ''} {why} left out: {named}"
+
+
 def repo_runs(
-    repo: Path = Path(), revs: list[str] | None = None, num: int = 10, experiments: bool = False
+    repo: Path = Path(),
+    revs: list[str] | None = None,
+    num: int = 10,
+    experiments: bool = False,
+    curves: bool = False,
 ) -> tuple[list[Run], list[str]]:
     """Runs oldest first (an experiment after its baseline commit, the workspace last if its metrics
     differ from HEAD's), and notes about rows left out (commits without metrics, queued experiments).
 
     ``revs`` names commits, branches, tags or experiments (each must have metrics); without them,
-    the last ``num`` commits from HEAD (all if ``num`` < 0).
+    the last ``num`` commits from HEAD (all if ``num`` < 0). ``curves`` reads the DVCLive training
+    curves too (for the HTML report).
     """
     import dvc.api
     from dvc.scm import RevError
@@ -103,7 +119,7 @@ def repo_runs(
         except RevError as exc:
             raise CnnpipeError(f"{_one_line(exc)} in {root}") from None
         scm = dvc_repo.scm
-        notes: list[str] = []
+        skipped: dict[tuple[str, str], list[str]] = {}  # (kind, why) → labels left out
         picked: list[tuple[dict[str, Any], str]] = []  # (row, label)
         given = iter(revs or [])
         baseline_message = ""
@@ -116,10 +132,11 @@ def repo_runs(
             elif experiments and row.get("State") not in UNFINISHED:
                 picked.append((row, row["Experiment"] or row["rev"]))
             elif experiments:
-                notes.append(f"experiment {row['Experiment'] or row['rev']} left out: {row['State'].lower()}")
+                skipped.setdefault(("experiment", UNFINISHED[row["State"]]), []).append(row["Experiment"] or row["rev"])
         revisions = [row["rev"] for row, _ in picked]
         metrics = dvc_repo.metrics.show(revs=revisions, on_error="return")
         params = dvc_repo.params.show(revs=revisions, on_error="return")
+        plots = training_curves(dvc_repo, revisions) if curves else {}
 
         runs: list[Run] = []
         for row, label in picked:
@@ -141,9 +158,10 @@ def repo_runs(
                         f"{label} has no metrics: run `dvc repro` there and commit dvc.lock and metrics/"
                     )
                 if kind != "workspace":
-                    notes.append(f"{kind} {label} left out: no metrics")
+                    skipped.setdefault((kind, "without metrics"), []).append(sha if kind == "commit" else label)
                 continue
-            runs.append(Run(label, kind, sha, message, files, _unwrap_params(params, rev)))
+            runs.append(Run(label, kind, sha, message, files, _unwrap_params(params, rev), plots.get(rev, {})))
+    notes = [left_out(kind, why, names) for (kind, why), names in skipped.items()]
     return _chronological(runs, explicit=bool(revs)), notes
 
 
@@ -160,7 +178,8 @@ def short_sha(repo: Path, rev: str) -> str | None:
 
 
 def _chronological(runs: list[Run], explicit: bool) -> list[Run]:
-    """exp_show lists newest first, experiments after their baseline; keep the REVs as the user gave them."""
+    """exp_show lists newest first (commits, and each commit's experiments), experiments after their
+    baseline; keep the REVs as the user gave them."""
     workspace = [r for r in runs if r.kind == "workspace"]
     others = [r for r in runs if r.kind != "workspace"]
     if not explicit:
@@ -170,13 +189,19 @@ def _chronological(runs: list[Run], explicit: bool) -> list[Run]:
                 groups.append([run])
             else:
                 groups[-1].append(run)
-        others = [run for group in reversed(groups) for run in group]
+        # A group is a commit (if it has metrics) and its experiments, newest first: flip both.
+        others = [run for group in reversed(groups) for run in _oldest_first(group)]
     head = next((r for r in reversed(others) if r.kind == "commit"), None) if not explicit else None
     if workspace and head is not None and workspace[0].metrics == head.metrics:
         workspace = []
     if explicit:
         workspace = []  # only what was asked for
     return others + workspace
+
+
+def _oldest_first(group: list[Run]) -> list[Run]:
+    commits = [run for run in group if run.kind == "commit"]
+    return commits + [run for run in reversed(group) if run.kind != "commit"]
 
 
 def server_run(url: str, token: str | None = None, timeout: float = 30.0) -> Run:

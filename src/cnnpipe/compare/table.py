@@ -4,6 +4,8 @@ metrics, and each metric's change against a baseline row."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
 from typing import Any
 
 import pandas as pd
@@ -64,11 +66,14 @@ def headline(metrics: dict[str, dict[str, Any]], per_class: bool = False) -> dic
     return out
 
 
-def comparison(runs: list[Run], baseline: str | None = None, per_class: bool = False) -> tuple[pd.DataFrame, int]:
+def comparison(
+    runs: list[Run], baseline: str | None = None, per_class: bool = False, params: Sequence[str] = ()
+) -> tuple[pd.DataFrame, int]:
     """The table and the baseline's row number.
 
-    Columns: ``run kind rev message``, then each param whose value is not the same in every row,
-    then the headline metrics, then ``Δ <metric>`` (this row minus the baseline row; 0 on the baseline).
+    Columns: ``run kind rev message``, then the params (each whose value is not the same in every
+    row, or those matching a ``params`` glob), then the headline metrics, then ``Δ <metric>`` (this
+    row minus the baseline row; 0 on the baseline).
     """
     if not runs:
         raise CnnpipeError("no runs with metrics to compare")
@@ -83,11 +88,29 @@ def comparison(runs: list[Run], baseline: str | None = None, per_class: bool = F
             raise CnnpipeError(f"--baseline {baseline} is not one of the compared runs: {', '.join(labels)}")
         base = matches[0]
     ids = pd.DataFrame([[r.label, r.kind, r.rev, r.message] for r in runs], columns=ID_COLUMNS)
-    params = pd.DataFrame([flat_params(r) for r in runs])
-    varying = [c for c in params.columns if params[c].astype(str).nunique(dropna=False) > 1]
+    # object dtype: an int param stays an int where another row lacks it (pandas would make it float).
+    values = pd.DataFrame([flat_params(r) for r in runs], dtype=object)
+    columns = _chosen(values, params) if params else _varying(values)
     metrics = pd.DataFrame([headline(r.metrics, per_class) for r in runs], dtype="float64")
     deltas = (metrics - metrics.iloc[base]).add_prefix("Δ ")
-    return pd.concat([ids, params[varying], metrics, deltas], axis=1), base
+    return pd.concat([ids, values[columns], metrics, deltas], axis=1), base
+
+
+def _varying(values: pd.DataFrame) -> list[str]:
+    """The params whose value is not the same in every row (none with a single row)."""
+    return [c for c in values.columns if values[c].astype(str).nunique(dropna=False) > 1]
+
+
+def _chosen(values: pd.DataFrame, globs: Sequence[str]) -> list[str]:
+    """The params matching any glob (``fnmatch``, case-sensitive), in params.yaml order."""
+    for glob in globs:
+        if not any(fnmatchcase(c, glob) for c in values.columns):
+            sections = sorted({c.split(".")[0] for c in values.columns})
+            raise CnnpipeError(
+                f"--params {glob} matches none of the {len(values.columns)} params "
+                f"(names are dotted, like classifier.epochs; sections: {', '.join(sections)})"
+            )
+    return [c for c in values.columns if any(fnmatchcase(c, glob) for glob in globs)]
 
 
 def metric_columns(table: pd.DataFrame) -> list[str]:
