@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -109,7 +111,10 @@ def bentoml_server(
         environ = server_env(models, **env)
         if not models_env:
             environ.pop("CNNPIPE_MODELS_DIR")
-        proc = subprocess.Popen(command, cwd=cwd, env=environ, stdout=log, stderr=subprocess.STDOUT)
+        # Its own process group: a worker BentoML restarted (after a crash or a kill) is stopped with it.
+        proc = subprocess.Popen(
+            command, cwd=cwd, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout
         while True:
@@ -125,7 +130,7 @@ def bentoml_server(
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                proc.kill()
+                _stop_group(proc, grace=0)
                 raise RuntimeError("bentoml serve did not become ready")
             time.sleep(0.5)
         if proc.poll() is None:
@@ -136,9 +141,20 @@ def bentoml_server(
     try:
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop_group(proc, grace=30)
         log.close()
+
+
+def _stop_group(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM to the server's process group, SIGKILL after ``grace`` seconds; then SIGKILL to
+    whatever of the group outlived its leader (a restarted worker can miss the arbiter's stop)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM if grace else signal.SIGKILL)
+    try:
+        proc.wait(timeout=grace or 10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
