@@ -3,6 +3,11 @@
     python benchmarks/dream.py                  # 512×512, VGG19 up to layer 26, 4 octaves ×2, 25 steps
     python benchmarks/dream.py --weights imagenet   # real weights (needs them cached or online)
 
+Beside each time it prints the job's FLOPs (``torch.utils.flop_counter``: forward + input gradient
+for ours; the seed's loop also pays every weight gradient), the achieved rate, and a ``torch.mm``
+rate measured in the same run for each precision, so the table shows the distance to the machine's
+limit, not only the speed-up.
+
 The peer reproduces the seed's loop structure: the image lives in numpy and goes to torch and
 back every step, octaves are resized with scipy.ndimage.zoom, and the model's weights keep
 requires_grad=True so every backward pass also computes weight gradients nobody uses. Its
@@ -23,9 +28,12 @@ import torchvision
 from cnnpipe.data.sample import scene
 from cnnpipe.device import describe_hardware, pick_device
 from cnnpipe.dream.backbones import IMAGENET_MEAN, IMAGENET_STD, torchvision_backbone
-from cnnpipe.dream.engine import DreamParams, dream
+from cnnpipe.dream.engine import DreamParams, dream, pyramid_sizes
 from cnnpipe.dream.presets import PRESETS
 from cnnpipe.errors import exit_on_user_error
+from cnnpipe.flops import full_backward_flops, input_gradient_flops, matmul_rate
+
+LAYER = "features.26"  # VGG19's relu4_4, the layer the seed dreams on
 
 
 def seed_loop(
@@ -82,27 +90,36 @@ def main() -> None:
     device = pick_device(args.device)  # first: no GPU is one line before any work
     print(describe_hardware())
     print(
-        f"job: {args.size}×{args.size}, vgg19 features.26, {args.octaves} octaves ×{args.octave_scale}, "
+        f"job: {args.size}×{args.size}, vgg19 {LAYER}, {args.octaves} octaves ×{args.octave_scale}, "
         f"{args.steps} steps/octave, weights {args.weights}, device {device}"
     )
     image = np.asarray(scene((args.size, args.size), np.random.default_rng(0)))
     torch.manual_seed(0)
     backbone = torchvision_backbone("vgg19", device, weights=args.weights)
-    rows = []
+    sizes = pyramid_sizes(args.size, args.size, args.octaves, args.octave_scale)
+    ours_flops = args.steps * sum(
+        input_gradient_flops(lambda x: backbone.activations(x, [LAYER])[LAYER], (1, 3, h, w), device) for h, w in sizes
+    )
+    peak = {"fp32": matmul_rate(torch.float32, device), "bf16": matmul_rate(torch.bfloat16, device)}
+    print(
+        f"same-run torch.mm 4096²: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s"
+    )
+    rows: list[tuple[str, float, float, str]] = []  # label, seconds, FLOPs, precision
 
     if not args.skip_peer:
         peer = torchvision.models.vgg19()
         peer.load_state_dict({k: v.cpu() for k, v in backbone.model.state_dict().items()})
         peer_features = peer.features[:27].eval()  # weights keep requires_grad=True, as in the seed
         peer_net = torch.nn.Sequential(peer_features)
+        peer_flops = args.steps * sum(full_backward_flops(peer_net, (1, 3, h, w)) for h, w in sizes)
         started = time.perf_counter()
         seed_loop(peer_net, image, args.octaves, args.octave_scale, args.steps, args.lr)
-        rows.append(("seed loop (numpy + scipy, weight grads)", time.perf_counter() - started))
+        rows.append(("seed loop (numpy + scipy, weight grads)", time.perf_counter() - started, peer_flops, "fp32"))
 
     for label, bf16 in (("cnnpipe.dream fp32", False), ("cnnpipe.dream bf16 autocast", True)):
         params = dataclasses.replace(
             classic,
-            layers={"features.26": 1.0},
+            layers={LAYER: 1.0},
             octaves=args.octaves,
             octave_scale=args.octave_scale,
             steps=args.steps,
@@ -110,19 +127,24 @@ def main() -> None:
             bf16=bf16,
             tile_size=max(512, args.size),
         )
-        dream(image[:64, :64], backbone, DreamParams(layers={"features.26": 1.0}, octaves=1, steps=1, bf16=bf16))
+        dream(image[:64, :64], backbone, DreamParams(layers={LAYER: 1.0}, octaves=1, steps=1, bf16=bf16))
         if device.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
         dream(image, backbone, params)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        rows.append((label, time.perf_counter() - started))
+        rows.append((label, time.perf_counter() - started, ours_flops, "bf16" if bf16 else "fp32"))
 
     reference = rows[0][1]
-    print(f"\n{'method':<42} {'seconds':>9} {'speed-up':>9}")
-    for label, seconds in rows:
-        print(f"{label:<42} {seconds:>9.2f} {reference / seconds:>8.2f}×")
+    print(f"\n{'method':<42} {'seconds':>9} {'speed-up':>9} {'GFLOP':>9} {'GFLOP/s':>8} {'of mm':>13}")
+    for label, seconds, flops, precision in rows:
+        rate = flops / seconds
+        print(
+            f"{label:<42} {seconds:>9.2f} {reference / seconds:>8.2f}× {flops / 1e9:>9.1f} {rate / 1e9:>8.0f} "
+            f"{rate / peak[precision]:>7.0%} {precision}"
+        )
+    print("(FLOPs: matmuls and convolutions only, FlopCounterMode; 'of mm': achieved / same-run torch.mm)")
 
 
 if __name__ == "__main__":

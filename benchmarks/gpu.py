@@ -61,6 +61,7 @@ from cnnpipe.dream.engine import DreamParams, dream, pyramid_sizes  # noqa: E402
 from cnnpipe.dream.presets import PRESETS  # noqa: E402
 from cnnpipe.errors import DataError, exit_on_user_error, output_error  # noqa: E402
 from cnnpipe.evaluate.sr import Upscaler, sr_scores  # noqa: E402
+from cnnpipe.flops import input_gradient_flops  # noqa: E402
 from cnnpipe.models.checkpoint import build_classifier, build_sr  # noqa: E402
 from cnnpipe.models.upscale import LumaModel, upscale  # noqa: E402
 from cnnpipe.params import ClassifierParams, SRParams, section_with_overrides  # noqa: E402
@@ -325,16 +326,11 @@ def airbench_peer(report: Report, level: int, runs: int, folder: Path, device: t
 
 def dream_flops(backbone: Backbone, sizes: list[tuple[int, int]], steps: int) -> float:
     """FLOPs of the job: forward to the layer + the input gradient, per step, over the octaves."""
-    from torch.utils.flop_counter import FlopCounterMode
 
-    total = 0.0
-    for h, w in sizes:
-        x = torch.rand(1, 3, h, w, device=backbone.device, requires_grad=True)
-        with FlopCounterMode(display=False) as counter:
-            act = backbone.activations(x, [DREAM_LAYER])[DREAM_LAYER]
-            torch.autograd.grad(act.float().pow(2).mean(), x)
-        total += counter.get_total_flops() * steps
-    return total
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return backbone.activations(x, [DREAM_LAYER])[DREAM_LAYER]
+
+    return sum(input_gradient_flops(forward, (1, 3, h, w), backbone.device) * steps for h, w in sizes)
 
 
 def dream_rows(report: Report, sizes: Sizes, device: torch.device) -> Backbone:

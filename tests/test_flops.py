@@ -1,0 +1,56 @@
+"""The FLOP counts the benchmarks print (cnnpipe.flops), checked against counts done by hand."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnpipe.flops import full_backward_flops, input_gradient_flops, matmul_rate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_input_gradient_is_forward_plus_one_backward_matmul() -> None:
+    layer = nn.Linear(8, 4)
+    forward = 2 * 5 * 8 * 4  # N=5 rows, one multiply-add per weight per row
+    assert input_gradient_flops(layer, (5, 8)) == 2 * forward  # no weight gradient asked for
+
+
+def test_full_backward_also_pays_the_weight_gradient() -> None:
+    layer = nn.Linear(8, 4)
+    forward = 2 * 5 * 8 * 4
+    assert full_backward_flops(layer, (5, 8)) == 3 * forward
+    assert layer.weight.grad is None  # left as found
+
+
+def test_convolution_counts_match_the_textbook_formula() -> None:
+    conv = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+    forward = 2 * 1 * 16 * 12 * 12 * 3 * 3 * 3
+    assert input_gradient_flops(conv, (1, 3, 12, 12)) == 2 * forward
+
+
+def test_matmul_rate_is_a_plausible_rate() -> None:
+    rate = matmul_rate(torch.float32, n=256, seconds=0.2)
+    assert 1e8 < rate < 1e14  # 0.1 GFLOP/s .. 100 TFLOP/s: a CPU in either direction of this machine
+
+
+def test_dream_benchmark_prints_flops_rates_and_the_same_run_matmul() -> None:
+    out = subprocess.run(
+        [sys.executable, "benchmarks/dream.py", "--size", "48", "--octaves", "2", "--steps", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
+    assert "same-run torch.mm 4096²: fp32" in out
+    rows = {line[:42].strip(): line[42:].split() for line in out.splitlines() if line.startswith(("seed", "cnnpipe"))}
+    assert set(rows) == {"seed loop (numpy + scipy, weight grads)", "cnnpipe.dream fp32", "cnnpipe.dream bf16 autocast"}
+    seed_gflop = float(rows["seed loop (numpy + scipy, weight grads)"][2])
+    ours_gflop = float(rows["cnnpipe.dream fp32"][2])
+    assert ours_gflop > 0 and seed_gflop > ours_gflop  # the seed also computes every weight gradient
+    assert rows["cnnpipe.dream bf16 autocast"][-1] == "bf16" and rows["cnnpipe.dream fp32"][-1] == "fp32"
