@@ -3,6 +3,8 @@
     python benchmarks/classifier.py --data data/cifar10 --budget 480 \
         --set 'widths=[16,64,128]' batch_size=512 lr=0.75 epochs=9   # CPU (the README's CPU profile)
     python benchmarks/classifier.py --data data/cifar10 --device cuda --runs 5 --skip-peer        # GPU
+    python benchmarks/classifier.py --data data/cifar10 --holdout 5000 --final-eval-only --skip-peer \
+        --skip-onnx --set optimizer=muon ...          # choosing a profile: last 5,000 train images as validation
 
 The peer is the seed tutorial's recipe, implemented here: CifarCNN (6 conv + 3 linear layers,
 5.85M parameters), Adam lr 1e-4, batch 128, random crop (padding 4) + horizontal flip, fp32.
@@ -12,6 +14,12 @@ seed's own log first passes 85% at epoch 15, so its time-to-85% here is estimate
 measured epoch time. ``--runs N`` trains ours N times (seeds seed, seed+1, ...) and prints each
 run's accuracy and training time, their mean and spread. Finally the exported classifier's ONNX
 Runtime CPU throughput at batch 1 and 64.
+
+Beside each run's time it prints the training FLOPs (forward + backward per image at each epoch's
+resolution, and the optimizer's matmuls, by ``torch.utils.flop_counter``) and the achieved rate
+against a ``torch.mm`` measured in the same run at the training precision. ``--holdout N`` trains
+on the first 50,000 − N training images and reports the last N (a validation split, for choosing
+a profile without looking at the test set); ``--with-default`` also trains the default params once.
 """
 
 from __future__ import annotations
@@ -28,13 +36,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnpipe.data import cifar10
-from cnnpipe.device import describe_hardware, pick_device
-from cnnpipe.errors import exit_on_user_error
+from cnnpipe.device import describe_hardware, pick_device, use_bf16
+from cnnpipe.errors import ParamError, exit_on_user_error
 from cnnpipe.export.onnx import export
-from cnnpipe.models.classifier import CIFAR10_MEAN, CIFAR10_STD
+from cnnpipe.flops import counted_flops, matmul_rate
+from cnnpipe.models.checkpoint import build_classifier
+from cnnpipe.models.classifier import CIFAR10_MEAN, CIFAR10_STD, AirbenchNet
 from cnnpipe.models.onnx_runtime import ort_session
 from cnnpipe.params import ClassifierParams, section_with_overrides
-from cnnpipe.train.classifier import model_size, train
+from cnnpipe.train.classifier import accuracy, model_config, model_size, muon_filters, train
+from cnnpipe.train.muon import ConvMuon
 
 SEED_EPOCHS_TO_85 = 15  # from the seed tutorial's own training log
 
@@ -136,19 +147,60 @@ def _peer_accuracy(model: nn.Module, test: cifar10.Split, mean: torch.Tensor, st
 
 
 def ours(
-    p: ClassifierParams, train_split: cifar10.Split, test: cifar10.Split, device: torch.device
+    p: ClassifierParams, train_split: cifar10.Split, test: cifar10.Split, device: torch.device, every_epoch: bool = True
 ) -> tuple[list[tuple], nn.Module]:
-    """Train ours once; (training seconds so far, epoch, test accuracy) per epoch, and the model."""
+    """Train ours once; (training seconds so far, epoch, accuracy on ``test``) per epoch, or only
+    after the last epoch (``every_epoch=False``: no evaluation pauses at all), and the model."""
     rows: list[tuple] = []
     trained = 0.0
 
     def on_epoch(row: dict[str, float]) -> None:
         nonlocal trained
         trained += row["epoch_seconds"]
-        rows.append((trained, row["epoch"], row["test_acc"]))
+        if every_epoch:
+            rows.append((trained, row["epoch"], row["test_acc"]))
 
-    result = train(p, train_split, test, device, on_epoch=on_epoch)
+    result = train(p, train_split, test if every_epoch else None, device, on_epoch=on_epoch)
+    if not every_epoch:
+        rows.append((trained, float(p.epochs), accuracy(result.model, test, device, p)))
     return rows, result.model
+
+
+def training_flops(p: ClassifierParams, train_images: int, device: torch.device) -> float:
+    """FLOPs of one training run of ``p``: forward + backward per image at each epoch's resolution
+    (with the whitening bias learning or not, as the trainer does), plus Muon's orthogonalisation."""
+    model = build_classifier(model_config(p, cifar10.CLASSES)).to(device).to(memory_format=torch.channels_last)
+    per_image: dict[tuple[int, bool], float] = {}
+
+    def image_flops(side: int, bias_learns: bool) -> float:
+        if (side, bias_learns) not in per_image:
+            if isinstance(model, AirbenchNet) and model.whiten.bias is not None:
+                model.whiten.bias.requires_grad_(bias_learns)
+            x = torch.rand(4, 3, side, side, device=device).contiguous(memory_format=torch.channels_last)
+            y = torch.zeros(4, dtype=torch.long, device=device)
+            per_image[side, bias_learns] = counted_flops(lambda: F.cross_entropy(model(x), y).backward()) / 4
+            model.zero_grad(set_to_none=True)
+        return per_image[side, bias_learns]
+
+    steps = min(train_images, p.max_train_images or train_images) // p.batch_size
+    total = 0.0
+    for epoch in range(1, p.epochs + 1):
+        side = p.low_res if p.low_res and epoch <= p.low_res_epochs else 32
+        total += steps * p.batch_size * image_flops(side, epoch <= p.whiten_bias_epochs)
+    if p.optimizer == "muon":
+        filters = muon_filters(model)
+        for w in filters:
+            w.grad = torch.randn_like(w)
+        total += steps * p.epochs * counted_flops(ConvMuon(filters, lr=p.muon_lr, momentum=p.muon_momentum).step)
+    return total
+
+
+def rate_line(flops: float, seconds: float, peak: float, precision: str) -> str:
+    rate = flops / seconds
+    return (
+        f"{flops / 1e12:.1f} TFLOP in {seconds:.1f} s = {rate / 1e9:.0f} GFLOP/s, "
+        f"{rate / peak:.0%} of the same-run {precision} torch.mm ({peak / 1e9:.0f} GFLOP/s)"
+    )
 
 
 def time_to(rows: list[tuple], target: float) -> float | None:
@@ -184,23 +236,40 @@ def main() -> None:
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--skip-onnx", action="store_true")
     parser.add_argument("--set", nargs="*", default=[], help="our params, e.g. epochs=8 widths=[16,64,64]")
+    parser.add_argument("--holdout", type=int, default=0, help="evaluate on the last N train images, not the test set")
+    parser.add_argument("--final-eval-only", action="store_true", help="evaluate ours once, after the last epoch")
+    parser.add_argument("--with-default", action="store_true", help="also train the default params once")
     args = parser.parse_args()
     device = pick_device(args.device)  # first: no GPU is one line before any work
 
     train_split, test = cifar10.load(args.data, "train"), cifar10.load(args.data, "test")
+    if not 0 <= args.holdout < len(train_split):
+        raise ParamError(f"--holdout must be in 0..{len(train_split) - 1}, got {args.holdout}")
+    evaluated = "test"
+    if args.holdout:
+        cut = len(train_split) - args.holdout
+        train_split, test = train_split.subset(slice(0, cut)), train_split.subset(slice(cut, None))
+        evaluated = f"validation (the last {args.holdout} training images; the test set is not used)"
     p = section_with_overrides(ClassifierParams, "classifier", args.set)
     print(describe_hardware())
-    print(f"data {args.data}: {len(train_split)} train / {len(test)} test images; budget {args.budget:.0f} s each")
+    print(f"data {args.data}: {len(train_split)} train / {len(test)} {evaluated}; budget {args.budget:.0f} s each")
     print(f"ours on {device}: {p}")
+    precision = "bf16" if use_bf16(p.bf16, device) else "fp32"
+    peak = matmul_rate(torch.bfloat16 if precision == "bf16" else torch.float32, device)
+    flops = training_flops(p, len(train_split), device)
+    print(f"training FLOPs per run: {flops / 1e12:.2f} TFLOP (FlopCounterMode, forward + backward + optimizer)")
 
     if args.warmup:  # CUDA context, cuDNN autotuning, allocator: paid once here, not by run 1
         train(dataclasses.replace(p, epochs=1, seed=p.seed + 1000), train_split, None, device)
     runs = []
     for i in range(args.runs):
         run_p = dataclasses.replace(p, seed=p.seed + i)
-        rows, model = ours(run_p, train_split, test, device)
+        rows, model = ours(run_p, train_split, test, device, every_epoch=not args.final_eval_only)
         runs.append((run_p.seed, rows))
-        print(f"run {i + 1}/{args.runs} seed {run_p.seed}: test accuracy {rows[-1][2]:.4f} after {rows[-1][0]:.2f} s")
+        print(
+            f"run {i + 1}/{args.runs} seed {run_p.seed}: {evaluated.split()[0]} accuracy {rows[-1][2]:.4f} "
+            f"after {rows[-1][0]:.2f} s; {rate_line(flops, rows[-1][0], peak, precision)}"
+        )
     our_rows = runs[0][1]
 
     name = f"ours ({p.arch} {model_size(p)[1]})"
@@ -217,12 +286,22 @@ def main() -> None:
     seconds = np.array([rows[-1][0] for _, rows in runs])
     print(f"\nours, {len(runs)} run(s): " + ", ".join(f"seed {s} {r[-1][2]:.4f}" for s, r in runs))
     print(
-        f"ours: mean test accuracy {finals.mean():.4f} (std {finals.std():.4f}, min {finals.min():.4f}),"
+        f"ours: mean {evaluated.split()[0]} accuracy {finals.mean():.4f}"
+        f" (std {finals.std():.4f}, min {finals.min():.4f}),"
         f" mean training time {seconds.mean():.2f} s (max {seconds.max():.2f} s;"
         f" {'within' if seconds.max() <= args.budget else 'OVER'} the {args.budget:.0f} s budget)"
     )
+    if args.with_default:
+        default = ClassifierParams()
+        default_flops = training_flops(default, len(train_split), device)
+        rows, _ = ours(default, train_split, test, device, every_epoch=not args.final_eval_only)
+        print(
+            f"default params, seed {default.seed}: {evaluated.split()[0]} accuracy {rows[-1][2]:.4f} after "
+            f"{rows[-1][0]:.2f} s; {rate_line(default_flops, rows[-1][0], peak, precision)}"
+        )
     hit = time_to(our_rows, 0.85)
-    print(f"ours: time to 85% (run 1): {f'{hit:.1f} s' if hit else 'not reached'}")
+    if not args.final_eval_only:
+        print(f"ours: time to 85% (run 1): {f'{hit:.1f} s' if hit else 'not reached'}")
     if peer_rows:
         epoch_seconds = peer_rows[-1][0] / peer_rows[-1][1]
         estimate = SEED_EPOCHS_TO_85 * epoch_seconds

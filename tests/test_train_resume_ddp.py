@@ -41,9 +41,15 @@ def _train(repo: Path, *prefix: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=repo, env=env(repo), capture_output=True, text=True, timeout=600)
 
 
-def test_sigkilled_training_resumes_and_ends_like_an_uninterrupted_run(repo: Path) -> None:
+MUON_LOW_RES = {"optimizer": "muon", "lookahead": False, "low_res": 24, "low_res_epochs": 2}
+
+
+@pytest.mark.parametrize("recipe", [{}, MUON_LOW_RES], ids=["sgd-lookahead", "muon-low-res"])
+def test_sigkilled_training_resumes_and_ends_like_an_uninterrupted_run(repo: Path, recipe: dict) -> None:
+    """Both optimizers' states (SGD's and Muon's momentum, both schedules) survive the restart."""
     import torch
 
+    edit_params(repo, {"classifier": recipe})
     proc = subprocess.Popen(
         [sys.executable, "-m", "stages.train_classifier"],
         cwd=repo,

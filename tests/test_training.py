@@ -19,8 +19,10 @@ from cnnpipe.train.classifier import (
     EpochDraws,
     Lookahead,
     _augment,
-    _optimizer,
+    _optimizers,
+    low_res,
     model_config,
+    muon_filters,
     triangle,
 )
 from cnnpipe.train.classifier import train as train_classifier
@@ -61,8 +63,19 @@ def test_dihedral_only_permutes_pixels() -> None:
             norm_lr_scale=1.0,
             bf16=False,
         ),
+        ClassifierParams(
+            widths=[8, 16, 16],
+            epochs=4,
+            batch_size=32,
+            lr=0.4,
+            optimizer="muon",
+            lookahead=False,
+            low_res=24,
+            low_res_epochs=2,
+            bf16=False,
+        ),
     ],
-    ids=["airbench", "resnet9"],
+    ids=["airbench", "resnet9", "airbench-muon-low-res"],
 )
 def test_classifier_learns_the_sample(tmp_path, tiny_archives, p: ClassifierParams) -> None:
     path, md5 = tiny_archives["cifar10"]
@@ -185,7 +198,7 @@ def test_flip_tta_leaves_a_mirror_symmetric_model_unchanged() -> None:
 
 def test_batch_norm_params_get_the_scaled_lr_and_frozen_weights_none() -> None:
     model = AirbenchNet(10, (8, 16, 16))
-    optimizer = _optimizer(model, ClassifierParams(lr=0.5, weight_decay=0.01, norm_lr_scale=64.0))
+    (optimizer,) = _optimizers(model, ClassifierParams(lr=0.5, weight_decay=0.01, norm_lr_scale=64.0))
     base, norm = optimizer.param_groups
     bn_shifts = {id(m.bias) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert {id(q) for q in norm["params"]} == bn_shifts
@@ -232,3 +245,42 @@ def test_ressr_training_beats_bicubic_on_its_training_images(tmp_path, tiny_arch
     result = train_sr(p, 2, images, CPU)
     scores = sr_scores(result.model, images, 2, "trained")
     assert scores["psnr_model"] > scores["psnr_bicubic"] + 0.1  # starts exactly at bicubic, then improves
+
+
+def test_muon_takes_the_conv_filters_and_sgd_the_rest_with_the_whitening_bias_among_the_shifts() -> None:
+    model = AirbenchNet(10, (8, 16, 16))
+    sgd, muon = _optimizers(model, ClassifierParams(optimizer="muon", lr=0.5, norm_lr_scale=64.0))
+    filters = {id(w) for w in muon_filters(model)}
+    assert filters == {id(q) for g in muon.param_groups for q in g["params"]}
+    assert len(filters) == 6 and id(model.whiten.weight) not in filters  # 2 convs × 3 groups; whitening frozen
+    base, shifts = sgd.param_groups
+    assert {id(q) for q in base["params"]} == {id(model.head.weight)}
+    assert any(q is model.whiten.bias for q in shifts["params"]) and shifts["lr"] == 32.0
+    assert not filters & {id(q) for g in sgd.param_groups for q in g["params"]}
+
+
+def test_a_muon_step_is_orthogonal_and_keeps_each_filter_bank_at_its_norm() -> None:
+    from cnnpipe.train.muon import ConvMuon
+
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(16, 8, 3, 3) * 5)
+    w.grad = torch.randn_like(w)
+    before = w.detach().clone()
+    ConvMuon([w], lr=0.1, momentum=0.0).step()
+    rescaled = before * (16**0.5 / before.norm())
+    update = ((rescaled - w.detach()) / 0.1).reshape(16, -1)
+    singular = torch.linalg.svdvals(update.float())
+    assert singular.min() > 0.3 and singular.max() < 1.6  # Newton–Schulz: all directions near 1, none dropped
+    assert update.norm() > 0 and not torch.allclose(update, w.grad.reshape(16, -1))  # not the raw gradient
+    v = torch.nn.Parameter(torch.randn(16, 8, 3, 3) * 5)
+    v.grad = torch.randn_like(v)
+    ConvMuon([v], lr=1e-6, momentum=0.0).step()
+    assert v.detach().norm().item() == pytest.approx(4.0, rel=1e-4)  # rescaled to √16 before the step
+
+
+def test_low_res_epochs_train_on_smaller_images_and_the_net_takes_them() -> None:
+    x = torch.rand(4, 3, 32, 32)
+    small = low_res(x, 24)
+    assert small.shape == (4, 3, 24, 24) and small.mean().item() == pytest.approx(x.mean().item(), abs=0.01)
+    model = AirbenchNet(10, (8, 16, 16))
+    assert model(small).shape == (4, 10)  # the global max-pool takes 24² as well as 32²

@@ -30,6 +30,7 @@ Device = Literal["auto", "cpu", "cuda"]
 ClassifierArchName = Literal["airbench", "resnet9"]  # = cnnpipe.models.checkpoint.CLASSIFIER_ARCHS (tested)
 SRArchName = Literal["ressr", "espcn"]  # = cnnpipe.models.checkpoint.SR_ARCHS (tested)
 Flip = Literal["alternating", "random", "none"]
+OptimizerName = Literal["sgd", "muon"]
 Loss = Literal["l1", "mse"]
 DreamPreset = Literal["quick", "detailed", "classic"]  # = cnnpipe.dream.presets.PRESETS (tested)
 HEX = set("0123456789abcdefABCDEF")
@@ -75,11 +76,16 @@ class ClassifierParams:
     momentum: float = 0.85
     weight_decay: float = 1.33e-3
     norm_lr_scale: float = 64.0
+    optimizer: OptimizerName = "sgd"  # muon: the conv filters step with Muon (cnnpipe.train.muon), the rest with SGD
+    muon_lr: float = 0.24
+    muon_momentum: float = 0.6
     warmup: float = 0.23
     lr_start: float = 0.2
     lr_end: float = 0.07
     label_smoothing: float = 0.2
     translate: int = 2
+    low_res: int = 0  # progressive resizing: the first low_res_epochs train on images resized to low_res² (0 = off)
+    low_res_epochs: int = 0
     flip: Flip = "alternating"
     cutout: int = 0
     whiten_bias_epochs: int = 3
@@ -109,6 +115,16 @@ class ClassifierParams:
         _require(self.norm_lr_scale > 0, f"{c}.norm_lr_scale must be > 0, got {self.norm_lr_scale}")
         _require(0 <= self.warmup < 1, f"{c}.warmup must be in [0, 1), got {self.warmup}")
         _require(self.lr_start >= 0 and self.lr_end >= 0, f"{c}.lr_start and {c}.lr_end must be >= 0")
+        _require(self.muon_lr > 0, f"{c}.muon_lr must be > 0, got {self.muon_lr}")
+        _require(0 <= self.muon_momentum < 1, f"{c}.muon_momentum must be in [0, 1), got {self.muon_momentum}")
+        _require(
+            self.low_res == 0 or 8 <= self.low_res <= 32,
+            f"{c}.low_res must be 0 (off) or 8..32 pixels, got {self.low_res}",
+        )
+        _require(
+            0 <= self.low_res_epochs <= self.epochs,
+            f"{c}.low_res_epochs must be in 0..epochs ({self.epochs}), got {self.low_res_epochs}",
+        )
         _require(0 <= self.translate <= 8, f"{c}.translate must be in 0..8 pixels, got {self.translate}")
         _require(0 <= self.cutout < 32, f"{c}.cutout must be in 0..31 pixels, got {self.cutout}")
         _require(self.whiten_bias_epochs >= 0, f"{c}.whiten_bias_epochs must be >= 0, got {self.whiten_bias_epochs}")

@@ -34,6 +34,10 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, rows: slice) -> Split:
+        """These rows, e.g. ``slice(45000, None)``: the last 5,000 as a validation split."""
+        return Split(self.images[rows], self.labels[rows])
+
 
 def find_root(data_dir: Path) -> Path:
     """The ``cifar-10-batches-bin`` folder inside an extracted archive."""

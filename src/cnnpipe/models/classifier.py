@@ -92,7 +92,7 @@ class AirbenchNet(nn.Module):
     """The small VGG-like net of airbench94 (Jordan, 2024: 94 % on CIFAR-10 in 3.29 A100-seconds).
 
     A frozen 2×2 conv that whitens the input patches (:meth:`init_whitening`, 12 eigen-filters and
-    their negations) → GELU → three :class:`ConvGroup` s of ``widths`` → 3×3 max-pool → linear,
+    their negations) → GELU → three :class:`ConvGroup` s of ``widths`` → global max-pool → linear,
     scaled by 1/9. ``widths`` (64, 256, 256) is airbench94; narrower ones suit CPUs.
     """
 
@@ -107,7 +107,13 @@ class AirbenchNet(nn.Module):
         whiten.weight.requires_grad_(False)
         w1, w2, w3 = widths
         self.features = nn.Sequential(
-            whiten, nn.GELU(), ConvGroup(24, w1), ConvGroup(w1, w2), ConvGroup(w2, w3), nn.MaxPool2d(3), nn.Flatten()
+            whiten,
+            nn.GELU(),
+            ConvGroup(24, w1),
+            ConvGroup(w1, w2),
+            ConvGroup(w2, w3),
+            nn.AdaptiveMaxPool2d(1),  # = airbench's 3×3 max-pool at 32² (3×3 maps); also progressive resizing's smaller
+            nn.Flatten(),
         )
         self.head = nn.Linear(w3, num_classes, bias=False)
         self.logit_scale = 1 / 9

@@ -33,6 +33,7 @@ from cnnpipe.models.predict import predict_logits
 from cnnpipe.params import ClassifierParams
 from cnnpipe.progress import progress
 from cnnpipe.train.distributed import World, barrier, from_main
+from cnnpipe.train.muon import ConvMuon
 
 EpochCallback = Callable[[dict[str, float]], None]
 
@@ -77,12 +78,31 @@ def triangle(total_steps: int, warmup: float, start: float, end: float) -> Calla
     return factor
 
 
-def _optimizer(model: nn.Module, p: ClassifierParams) -> torch.optim.Optimizer:
-    """Nesterov SGD; batch-norm parameters at ``norm_lr_scale`` × the lr with the weight decay
-    divided by it, so they decay by the same fraction per step as the rest (airbench's 64× BN-bias lr)."""
+def muon_filters(model: nn.Module) -> list[torch.Tensor]:
+    """The trainable conv filter banks, which ``optimizer: muon`` steps with Muon."""
+    return [m.weight for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad]
+
+
+def _optimizers(model: nn.Module, p: ClassifierParams) -> list[torch.optim.Optimizer]:
+    """Nesterov SGD for everything (``sgd``), or for all but the conv filters, which get
+    :class:`ConvMuon` (``muon``; airbench94_muon, where the whitening bias also joins the batch-norm
+    group's lr)."""
+    if p.optimizer == "sgd":
+        return [_sgd(model, p, skip=set(), bias_like=set())]
+    filters = muon_filters(model)
+    whiten_bias = model.whiten.bias if isinstance(model, AirbenchNet) else None
+    bias_like = {id(whiten_bias)} if whiten_bias is not None else set()
+    sgd = _sgd(model, p, skip={id(w) for w in filters}, bias_like=bias_like)
+    return [sgd, ConvMuon(filters, lr=p.muon_lr, momentum=p.muon_momentum)]
+
+
+def _sgd(model: nn.Module, p: ClassifierParams, skip: set[int], bias_like: set[int]) -> torch.optim.Optimizer:
+    """Nesterov SGD; batch-norm parameters (and ``bias_like``) at ``norm_lr_scale`` × the lr with the
+    weight decay divided by it, so they decay by the same fraction per step as the rest (airbench's
+    64× BN-bias lr). Parameters in ``skip`` are left to another optimizer."""
     norm_modules = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    norm = {id(q) for m in norm_modules for q in m.parameters()}
-    trainable = [q for q in model.parameters() if q.requires_grad]
+    norm = {id(q) for m in norm_modules for q in m.parameters()} | bias_like
+    trainable = [q for q in model.parameters() if q.requires_grad and id(q) not in skip]
     groups = [
         {"params": [q for q in trainable if id(q) not in norm], "lr": p.lr, "weight_decay": p.weight_decay},
         {
@@ -184,8 +204,10 @@ def train(
     model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = len(images) // p.batch_size  # the ragged last batch is dropped
     total_steps = steps_per_epoch * p.epochs
-    optimizer = _optimizer(model, p)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, triangle(total_steps, p.warmup, p.lr_start, p.lr_end))
+    optimizers = _optimizers(model, p)
+    optimizer = optimizers[0]
+    lr_factor = triangle(total_steps, p.warmup, p.lr_start, p.lr_end)
+    schedules = [torch.optim.lr_scheduler.LambdaLR(o, lr_factor) for o in optimizers]
     ema = _ema(model, p)
     lookahead = Lookahead(model) if p.lookahead else None
     flip_base = torch.rand(len(images), generator=generator) < 0.5  # per image, for alternating flips
@@ -196,8 +218,10 @@ def train(
     state = from_main(world, _load_checkpoint(checkpoint, fingerprint) if world.is_main else None)
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
+        for o, saved in zip(optimizers, state["optimizers"], strict=True):
+            o.load_state_dict(saved)
+        for schedule, saved in zip(schedules, state["schedules"], strict=True):
+            schedule.load_state_dict(saved)
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         if ema is not None:
@@ -243,15 +267,20 @@ def train(
         for step in bar:
             idx = order[step * p.batch_size : (step + 1) * p.batch_size]
             x = _augment(images[idx], idx, draws, p)[world.rank :: world.size]
-            x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
+            x = x.float().div_(255)
+            if epoch <= p.low_res_epochs and p.low_res:
+                x = low_res(x, p.low_res)
+            x = x.contiguous(memory_format=torch.channels_last)
             y = labels[idx][world.rank :: world.size]
             with autocast(device, bf16):
                 logits = net(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=p.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
+            model.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
-            schedule.step()
+            for o in optimizers:
+                o.step()
+            for schedule in schedules:
+                schedule.step()
             done = (epoch - 1) * steps_per_epoch + step + 1
             if ema is not None:
                 ema.update_parameters(model)
@@ -279,8 +308,8 @@ def train(
                     "fingerprint": fingerprint,
                     "epoch": epoch,
                     "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
+                    "optimizers": [o.state_dict() for o in optimizers],
+                    "schedules": [schedule.state_dict() for schedule in schedules],
                     "generator": generator.get_state(),
                     "torch_rng": torch.get_rng_state(),
                     "ema": ema.state_dict() if ema is not None else {},
@@ -294,6 +323,12 @@ def train(
             on_epoch(row)
     final = ema.module if ema is not None else model
     return TrainedClassifier(model=final.eval(), config=config, history=history, resumed_from_epoch=first_epoch - 1)
+
+
+def low_res(x: torch.Tensor, side: int) -> torch.Tensor:
+    """The batch resized to side×side (bilinear, antialiased): progressive resizing's cheap early
+    epochs (FLOPs fall with the pixel count; the last epochs at full size undo the mismatch)."""
+    return F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
 
 
 @dataclass
