@@ -101,9 +101,7 @@ def main() -> None:
         input_gradient_flops(lambda x: backbone.activations(x, [LAYER])[LAYER], (1, 3, h, w), device) for h, w in sizes
     )
     peak = {"fp32": matmul_rate(torch.float32, device), "bf16": matmul_rate(torch.bfloat16, device)}
-    print(
-        f"same-run torch.mm 4096²: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s"
-    )
+    print(f"same-run torch.mm 4096²: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s")
     rows: list[tuple[str, float, float, str]] = []  # label, seconds, FLOPs, precision
 
     if not args.skip_peer:
