@@ -26,6 +26,7 @@ BASE = {
     "cnnpipe.progress",
     "cnnpipe.device",
     "cnnpipe.provenance",
+    "cnnpipe.flops",
 }
 ALLOWED = {
     "base": {"base"},
