@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from cnnpipe import paths
 from cnnpipe.errors import CnnpipeError
 
 REPO = Path(__file__).resolve().parents[1]
 SERVE_CACHE = Path(".serve")
 """Where an experiment's models are copied, relative to the repository root (git-ignored)."""
-NEEDED = "classifier.onnx"
+NEEDED = paths.CLASSIFIER_ONNX.name  # the one model both servers need
 STOP_GRACE = 30.0
 
 
