@@ -7,7 +7,7 @@ drives them with an asyncio load client at concurrency 1, 8 and 32 (the client s
 machine's cores with the server, as a sidecar would), and measures the inference core in-process
 on the same cores. The HTTP `/noop` endpoint takes the same upload and does nothing: the
 framework's floor. Prints p50/p99 latency and throughput per cell, then checks the targets:
-served classify throughput at concurrency 32 ≥ 70% of min(in-process batched, no-op), and
+served classify throughput at each concurrency above 1 ≥ 80% of min(in-process batched, no-op), and
 p50 at concurrency 1 ≤ no-op p50 + in-process batch-1 latency + 2 ms.
 """
 
@@ -175,14 +175,15 @@ def main() -> None:
         f"super_resolve {local['sr_ms']:.2f} ms ({local['sr_ips']:.1f}/s)"
     )
 
-    top = max(args.concurrency)
-    floor = min(local["classify_batched_ips"], cells[("HTTP noop", top)]["rps"])
-    for proto in ("HTTP", "gRPC"):
-        served = cells[(f"{proto} classify", top)]["rps"]
-        verdict = "PASS" if served >= 0.7 * floor else "FAIL"
-        print(
-            f"target {proto} classify c={top}: {served:.1f} req/s ≥ 70% of {floor:.1f} = {0.7 * floor:.1f}: {verdict}"
-        )
+    for level in [c for c in args.concurrency if c > 1]:
+        floor = min(local["classify_batched_ips"], cells[("HTTP noop", level)]["rps"])
+        for proto in ("HTTP", "gRPC"):
+            served = cells[(f"{proto} classify", level)]["rps"]
+            verdict = "PASS" if served >= 0.8 * floor else f"FAIL ({served / floor:.0%} of it)"
+            print(
+                f"target {proto} classify c={level}: {served:.1f} req/s ≥ 80% of min(in-process batched, no-op) "
+                f"{floor:.1f} = {0.8 * floor:.1f}: {verdict}"
+            )
     first = min(args.concurrency)
     budget = cells[("HTTP noop", first)]["p50"] + local["classify_batch1_ms"] + 2.0
     p50 = cells[("HTTP classify", first)]["p50"]

@@ -6,9 +6,11 @@ import io
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from cnnpipe.data.images import encode_png, encode_png_stored
+from cnnpipe.data.images import center_square, encode_png, encode_png_stored
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (3, 7, 3), (256, 256, 3), (41, 300, 3)])
@@ -26,3 +28,15 @@ def test_stored_png_decodes_to_the_same_pixels(shape: tuple[int, int, int]) -> N
 def test_stored_png_takes_only_uint8_rgb(bad: np.ndarray) -> None:
     with pytest.raises(ValueError, match="expected uint8 H×W×3"):
         encode_png_stored(bad)
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 3), (32, 45, 3), (50, 32, 3), (200, 120, 3)])
+def test_center_square_shortcut_agrees_with_the_resize(shape: tuple[int, int, int]) -> None:
+    rgb = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    side = min(shape[:2])
+    top, left = (shape[0] - side) // 2, (shape[1] - side) // 2
+    square = torch.from_numpy(rgb[top : top + side, left : left + side].copy()).permute(2, 0, 1)[None].float()
+    resized = F.interpolate(square, size=(32, 32), mode="bilinear", antialias=side > 32, align_corners=False)
+    out = center_square(rgb, 32)
+    assert out.shape == (1, 3, 32, 32)
+    torch.testing.assert_close(out, resized, atol=1e-4, rtol=0)  # same-size bilinear is the identity
