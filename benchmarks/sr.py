@@ -131,14 +131,15 @@ def reference_upscaler(model: nn.Module):
 def fitted_epochs(
     p: SRParams, scale: int, images: list[np.ndarray], budget_s: float, device: torch.device | None = None
 ) -> tuple[int, float]:
-    """Epochs of ``p`` that fit ``budget_s``, from one timed calibration epoch (same code path).
+    """Epochs of ``p`` that fit ``budget_s``, from a timed calibration epoch (same code path).
 
-    The epoch's own time (sampling, degradation and steps; not the one-off setup) is scaled to a
-    full epoch; the setup then counts against the budget in the real run's reported time.
+    The second of two short epochs (sampling, degradation and steps; the first one pays oneDNN's
+    one-off kernel setup: 15.0 s calibrated vs 13.3 s run at ×2 once) is scaled to a full epoch; the
+    setup then counts against the budget in the real run's reported time.
     """
-    probe = dataclasses.replace(p, epochs=1, patches_per_epoch=max(p.batch_size * 16, p.patches_per_epoch // 4))
+    probe = dataclasses.replace(p, epochs=2, patches_per_epoch=max(p.batch_size * 16, p.patches_per_epoch // 4))
     history = train(probe, scale, images, device or torch.device("cpu")).history
-    epoch_s = history[0]["epoch_seconds"] * p.patches_per_epoch / probe.patches_per_epoch
+    epoch_s = history[-1]["epoch_seconds"] * p.patches_per_epoch / probe.patches_per_epoch
     return max(1, int(budget_s / epoch_s)), epoch_s
 
 
@@ -197,6 +198,27 @@ def peak_memory_1080p_x2(model: nn.Module) -> tuple[float, float]:
     return int(after) / 1024, (int(after) - int(before)) / 1024
 
 
+def precision_check(
+    p: SRParams, scale: int, images: list[np.ndarray], sets: dict[str, list[np.ndarray]], budget_s: float
+) -> dict[str, dict[str, float]]:
+    """bf16 autocast against fp32 for the same steps: what bf16 costs in PSNR, and what it saves.
+
+    The epochs are fitted to ``budget_s`` of bf16 training; fp32 then runs exactly those epochs
+    (same seed, same patches), so the PSNR difference is the precision's alone.
+    """
+    epochs, _ = fitted_epochs(dataclasses.replace(p, bf16=True), scale, images, budget_s)
+    rows: dict[str, dict[str, float]] = {}
+    for name, bf16 in (("bf16", True), ("fp32", False)):
+        run = dataclasses.replace(p, bf16=bf16, epochs=epochs)
+        started = time.perf_counter()
+        model = train(run, scale, images, torch.device("cpu")).model
+        rows[name] = {"train_s": time.perf_counter() - started, "epochs": epochs}
+        for set_name, set_images in sets.items():
+            rows[name][set_name] = sr_scores(model, set_images, scale, desc=f"x{scale} {set_name} {name}")["psnr_model"]
+        print(f"x{scale} {name}: {rows[name]}", flush=True)
+    return rows
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -207,27 +229,37 @@ def main() -> None:
     parser.add_argument("--set5", type=Path)
     parser.add_argument("--set14", type=Path)
     parser.add_argument("--scales", type=int, nargs="*", default=[2, 3, 4], help="none: speed and memory only")
-    parser.add_argument("--budget", type=float, default=20.0, help="training minutes per scale (ours)")
+    parser.add_argument(
+        "--budget", type=float, default=20.0, help="fit ours' epochs to this many minutes per scale; 0: params' epochs"
+    )
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--self-ensemble", action="store_true", help="also score ours through the ×8 self-ensemble")
     parser.add_argument("--set", nargs="*", default=[], help="SR params, e.g. channels=48 blocks=8")
     parser.add_argument("--json", type=Path, help="write all results here")
+    parser.add_argument("--precision-check", type=int, metavar="SCALE", help="also: bf16 vs fp32, same steps")
+    parser.add_argument("--precision-budget", type=float, default=5.0, help="bf16 minutes of that check")
     args = parser.parse_args()
 
     p = section_with_overrides(SRParams, "sr", args.set)
     print(describe_hardware())
-    train_images = load_folder(args.train) if args.scales else []
+    train_images = load_folder(args.train) if args.scales or args.precision_check else []
     named = (("Set5", args.set5), ("Set14", args.set14), ("BSDS300-test", args.test))
     sets = {name: load_folder(folder) for name, folder in named if folder}
     listing = ", ".join(f"{k} ({len(v)})" for k, v in sets.items())
     print(f"train: {len(train_images)} images from {args.train}; eval sets: {listing}")
-    print(f"ours: {p}; budget {args.budget:g} min per scale")
+    budget = f"epochs fitted to {args.budget:g} min per scale" if args.budget else "epochs as given"
+    print(f"ours: {p}; {budget}")
 
     results: dict = {"hardware": describe_hardware(), "params": dataclasses.asdict(p), "scales": {}}
     models = {}
     for scale in args.scales:
-        epochs, epoch_s = fitted_epochs(p, scale, train_images, args.budget * 60)
+        if args.budget:
+            epochs, epoch_s = fitted_epochs(p, scale, train_images, args.budget * 60)
+            print(f"\nx{scale}: calibration {epoch_s:.1f} s/epoch → {epochs} epochs", flush=True)
+        else:
+            epochs = p.epochs
+            print(f"\nx{scale}: {epochs} epochs", flush=True)
         run = dataclasses.replace(p, epochs=epochs)
-        print(f"\nx{scale}: calibration {epoch_s:.1f} s/epoch → {epochs} epochs", flush=True)
         started = time.perf_counter()
         trained = train(run, scale, train_images, torch.device("cpu"))
         seconds = time.perf_counter() - started
@@ -246,6 +278,9 @@ def main() -> None:
                 "bicubic": ours["psnr_bicubic"],
                 "bicubic_ssim": ours["ssim_bicubic"],
             }
+            if args.self_ensemble:
+                plus = sr_scores(trained.model, images, scale, desc=f"x{scale} {name} x8", ensemble=True)
+                row[name] |= {"ours_x8": plus["psnr_model"], "ours_x8_ssim": plus["ssim_model"]}
             if not args.skip_reference:
                 peer = sr_scores(reference_upscaler(ref), images, scale, desc=f"x{scale} {name} reference")
                 row[name] |= {"reference": peer["psnr_model"], "reference_ssim": peer["ssim_model"]}
@@ -253,17 +288,35 @@ def main() -> None:
         results["scales"][scale] = row
 
     print("\nPSNR dB (SSIM), Y channel, border shaved")
-    header = "| scale | set | ours | reference recipe | bicubic |"
-    print(header + "\n|---|---|---|---|---|")
+    plus = " ours, ×8 self-ensemble |" if args.self_ensemble else ""
+    print(f"| scale | set | ours |{plus} reference recipe | bicubic |")
+    print("|---|---|---|" + ("---|" if plus else "") + "---|---|")
+
+    def cell(r: dict, key: str) -> str:
+        return f"{r[key]:.2f} ({r[key + '_ssim']:.4f})" if key in r else "—"
+
     for scale, row in results["scales"].items():
         for name in sets:
             r = row[name]
-            ref = f"{r['reference']:.2f} ({r['reference_ssim']:.4f})" if "reference" in r else "—"
-            ours, bicubic = f"{r['ours']:.2f} ({r['ours_ssim']:.4f})", f"{r['bicubic']:.2f} ({r['bicubic_ssim']:.4f})"
-            print(f"| x{scale} | {name} | {ours} | {ref} | {bicubic} |")
+            x8 = f" {cell(r, 'ours_x8')} |" if plus else ""
+            print(f"| x{scale} | {name} | {cell(r, 'ours')} |{x8} {cell(r, 'reference')} | {cell(r, 'bicubic')} |")
     for scale, row in results["scales"].items():
         ref = f", reference {row['reference_train_s'] / 60:.1f} min" if "reference_train_s" in row else ""
         print(f"x{scale} training: ours {row['ours_train_s'] / 60:.1f} min ({row['ours_epochs']} epochs){ref}")
+
+    if args.precision_check:
+        scale = args.precision_check
+        print(f"\nx{scale} precision check: the same epochs in bf16 autocast and in fp32", flush=True)
+        rows = precision_check(p, scale, train_images, sets, args.precision_budget * 60)
+        results["precision_check"] = {"scale": scale, **rows}
+        print("| precision | training | " + " | ".join(sets) + " |")
+        print("|---|---|" + "---|" * len(sets))
+        for name, row in rows.items():
+            psnrs = " | ".join(f"{row[s]:.2f}" for s in sets)
+            print(f"| {name} | {row['train_s'] / 60:.1f} min ({row['epochs']:.0f} epochs) | {psnrs} |")
+        gaps = ", ".join(f"{s} {rows['bf16'][s] - rows['fp32'][s]:+.2f} dB" for s in sets)
+        slower = rows["fp32"]["train_s"] / rows["bf16"]["train_s"]
+        print(f"x{scale} bf16 − fp32: {gaps}; fp32 took {slower:.2f}× as long")
 
     # Speed and memory depend on the architecture, not the weights: nets built from the same
     # params stand in for scales that were not trained in this invocation.

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cnnpipe.models.sr import ESPCN, ResSR
-from cnnpipe.models.upscale import model_upscale, torch_luma, upscale, upscale_luma_tiled
+from cnnpipe.models.upscale import model_upscale, self_ensemble, torch_luma, upscale, upscale_luma_tiled
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +102,29 @@ def test_the_evaluation_path_tiles_with_the_models_context(deep) -> None:
     lr = torch.from_numpy(_image(50, 61)).permute(2, 0, 1)[None]
     tiled, whole = model_upscale(deep, lr, 2, tile=16), model_upscale(deep, lr, 2)
     assert (tiled.int() - whole.int()).abs().max() <= 1
+
+
+def test_self_ensemble_averages_the_eight_views_mapped_back(deep) -> None:
+    y = np.random.default_rng(2).random((1, 1, 19, 27), dtype=np.float32)
+    nearest = lambda v: np.repeat(np.repeat(v, 2, axis=2), 2, axis=3)  # noqa: E731  # commutes with flips/rotations
+    np.testing.assert_allclose(self_ensemble(nearest)(y), nearest(y), atol=1e-6)  # each view maps back exactly
+    net = torch_luma(deep)
+    views = []
+    for turns in range(4):
+        for flip in (False, True):
+            view = np.rot90(y, turns, axes=(2, 3))
+            view = np.ascontiguousarray(view[..., ::-1] if flip else view)
+            out = net(view)
+            views.append(np.rot90(out[..., ::-1] if flip else out, -turns, axes=(2, 3)))
+    ensembled = self_ensemble(net)(y)
+    assert ensembled.shape == (1, 1, 38, 54)
+    np.testing.assert_allclose(ensembled, np.mean(views, axis=0), atol=1e-6)
+    assert np.abs(ensembled - net(y)).max() > 1e-3  # the net is not equivariant: the views differ
+
+
+def test_self_ensemble_tiles_without_seams(deep) -> None:
+    y = np.random.default_rng(3).random((41, 37), dtype=np.float32)
+    ensembled = self_ensemble(torch_luma(deep))
+    whole = upscale_luma_tiled(y, 2, ensembled, tile=1 << 16, overlap=deep.context)
+    tiled = upscale_luma_tiled(y, 2, ensembled, tile=16, overlap=deep.context)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)

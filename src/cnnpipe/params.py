@@ -136,13 +136,13 @@ class ClassifierParams:
 class SRParams:
     scales: list[int] = field(default_factory=lambda: [2, 3, 4])
     arch: SRArchName = "ressr"
-    channels: int = 32
-    blocks: int = 6
+    channels: int = 48
+    blocks: int = 8
     patch_size: int = 32
     patches_per_epoch: int = 4096
-    epochs: int = 26
+    epochs: int = 85
     batch_size: int = 16
-    lr: float = 2e-3
+    lr: float = 1e-3
     loss: Loss = "l1"
     bf16: AutoBool = "auto"
     seed: int = 0
@@ -166,6 +166,7 @@ class EvaluateParams:
     sr_examples: int = 3
     sr_crop: int = 96
     sr_extra_sets: dict[str, str] = field(default_factory=dict)
+    sr_self_ensemble: bool = True  # also score the ×8 self-ensemble (``psnr_model_x8``)
 
     def __post_init__(self) -> None:
         _require(self.sr_examples >= 1, f"evaluate.sr_examples must be >= 1, got {self.sr_examples}")

@@ -23,13 +23,20 @@ Upscaler = Callable[[torch.Tensor], torch.Tensor]
 """uint8 1×3×h×w LR RGB → uint8 1×3×(h·s)×(w·s): a model's whole inference path."""
 
 
-def sr_scores(model: nn.Module | Upscaler, images: list[np.ndarray], scale: int, desc: str) -> dict[str, float]:
+def sr_scores(
+    model: nn.Module | Upscaler, images: list[np.ndarray], scale: int, desc: str, ensemble: bool = False
+) -> dict[str, float]:
     """Mean PSNR/SSIM (Y channel, ``scale`` px shaved) of the model and of bicubic.
 
     ``model`` is one of our nets (run through :func:`cnnpipe.models.upscale.model_upscale`) or any
     :data:`Upscaler`, so a peer's own inference path is scored by exactly the same protocol.
+    ``ensemble``: our net through the ×8 self-ensemble (:func:`cnnpipe.models.upscale.self_ensemble`).
     """
-    run = (lambda lr: model_upscale(model, lr, scale)) if isinstance(model, nn.Module) else model
+    if isinstance(model, nn.Module):
+        net = model
+        run: Upscaler = lambda lr: model_upscale(net, lr, scale, ensemble=ensemble)  # noqa: E731
+    else:
+        run = model
     rows = []
     for image in progress(images, desc=desc, leave=False):
         hr = crop_to_multiple(hwc_to_nchw(image), scale)
