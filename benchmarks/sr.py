@@ -271,7 +271,7 @@ def main() -> None:
             row["reference_train_s"] = ref_s
             print(f"x{scale}: reference trained {ref_s / 60:.1f} min", flush=True)
         for name, images in sets.items():
-            ours = sr_scores(trained.model, images, scale, desc=f"x{scale} {name}")
+            ours = sr_scores(trained.model, images, scale, desc=f"x{scale} {name}", ensemble=args.self_ensemble)
             row[name] = {
                 "ours": ours["psnr_model"],
                 "ours_ssim": ours["ssim_model"],
@@ -279,8 +279,7 @@ def main() -> None:
                 "bicubic_ssim": ours["ssim_bicubic"],
             }
             if args.self_ensemble:
-                plus = sr_scores(trained.model, images, scale, desc=f"x{scale} {name} x8", ensemble=True)
-                row[name] |= {"ours_x8": plus["psnr_model"], "ours_x8_ssim": plus["ssim_model"]}
+                row[name] |= {"ours_x8": ours["psnr_model_x8"], "ours_x8_ssim": ours["ssim_model_x8"]}
             if not args.skip_reference:
                 peer = sr_scores(reference_upscaler(ref), images, scale, desc=f"x{scale} {name} reference")
                 row[name] |= {"reference": peer["psnr_model"], "reference_ssim": peer["ssim_model"]}

@@ -31,13 +31,10 @@ def main(argv: list[str]) -> None:
     for name, folder in sets.items():
         images = load_folder(Path(folder))
         test_images = test_images or images
-        report[name] = s = sr_scores(model, images, scale, desc=f"sr x{scale} {name}")
+        s = sr_scores(model, images, scale, desc=f"sr x{scale} {name}", ensemble=params.evaluate.sr_self_ensemble)
+        report[name] = s
         line = f"{name} x{scale}: PSNR model {s['psnr_model']:.2f} dB, bicubic {s['psnr_bicubic']:.2f} dB"
-        if params.evaluate.sr_self_ensemble:
-            x8 = sr_scores(model, images, scale, desc=f"sr x{scale} {name} x8", ensemble=True)
-            s |= {"psnr_model_x8": x8["psnr_model"], "ssim_model_x8": x8["ssim_model"]}
-            line += f", model ×8 self-ensemble {s['psnr_model_x8']:.2f} dB"
-        print(line)
+        print(line + (f", model ×8 self-ensemble {s['psnr_model_x8']:.2f} dB" if "psnr_model_x8" in s else ""))
     write_json(paths.sr_metrics(scale), report)
     title = f"x{scale} on BSDS300 test" + (" (GENERATED SAMPLE DATA)" if report["generated_sample_data"] else "")
     grid = sr_comparison(model, test_images[: params.evaluate.sr_examples], scale, params.evaluate.sr_crop, title)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from cnnpipe.evaluate.sr import sr_scores
 from cnnpipe.models.sr import ESPCN, ResSR
 from cnnpipe.models.upscale import model_upscale, self_ensemble, torch_luma, upscale, upscale_luma_tiled
 
@@ -128,3 +129,12 @@ def test_self_ensemble_tiles_without_seams(deep) -> None:
     whole = upscale_luma_tiled(y, 2, ensembled, tile=1 << 16, overlap=deep.context)
     tiled = upscale_luma_tiled(y, 2, ensembled, tile=16, overlap=deep.context)
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_scores_take_the_ensemble_in_the_same_pass(deep) -> None:
+    images = [_image(23, 31), _image(18, 20)]
+    single = sr_scores(deep, images, 2, "single")
+    both = sr_scores(deep, images, 2, "both", ensemble=True)
+    assert "psnr_model_x8" not in single and both.keys() - single.keys() == {"psnr_model_x8", "ssim_model_x8"}
+    assert {k: both[k] for k in single} == single  # the single pass and bicubic are unchanged
+    assert both["psnr_model_x8"] != both["psnr_model"]  # the net is not equivariant

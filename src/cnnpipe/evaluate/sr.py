@@ -30,21 +30,26 @@ def sr_scores(
 
     ``model`` is one of our nets (run through :func:`cnnpipe.models.upscale.model_upscale`) or any
     :data:`Upscaler`, so a peer's own inference path is scored by exactly the same protocol.
-    ``ensemble``: our net through the ×8 self-ensemble (:func:`cnnpipe.models.upscale.self_ensemble`).
+    ``ensemble``: our net also through the ×8 self-ensemble
+    (:func:`cnnpipe.models.upscale.self_ensemble`), as ``psnr_model_x8``/``ssim_model_x8``, in the
+    same pass over the images (the crop, LR and bicubic are made once).
     """
+    methods: dict[str, Upscaler] = {"bicubic": lambda lr: bicubic_upscale(lr, scale)}
     if isinstance(model, nn.Module):
         net = model
-        run: Upscaler = lambda lr: model_upscale(net, lr, scale, ensemble=ensemble)  # noqa: E731
+        methods["model"] = lambda lr: model_upscale(net, lr, scale)
+        if ensemble:
+            methods["model_x8"] = lambda lr: model_upscale(net, lr, scale, ensemble=True)
     else:
-        run = model
+        methods["model"] = model
     rows = []
     for image in progress(images, desc=desc, leave=False):
         hr = crop_to_multiple(hwc_to_nchw(image), scale)
         lr = downscale(hr, scale)
         hr_y = shave(_y(hr), scale)
         row = {}
-        for method, sr in (("bicubic", bicubic_upscale(lr, scale)), ("model", run(lr))):
-            out_y = shave(_y(sr), scale)
+        for method, run in methods.items():
+            out_y = shave(_y(run(lr)), scale)
             row[f"psnr_{method}"] = psnr(out_y, hr_y)
             row[f"ssim_{method}"] = ssim(out_y, hr_y)
         rows.append(row)
