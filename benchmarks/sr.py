@@ -131,16 +131,26 @@ def reference_upscaler(model: nn.Module):
 def fitted_epochs(
     p: SRParams, scale: int, images: list[np.ndarray], budget_s: float, device: torch.device | None = None
 ) -> tuple[int, float]:
-    """Epochs of ``p`` that fit ``budget_s``, from a timed calibration epoch (same code path).
+    """Epochs of ``p`` that fit ``budget_s``, from timed calibration epochs (same code path).
 
-    The second of two short epochs (sampling, degradation and steps; the first one pays oneDNN's
+    The second of short epochs (sampling, degradation and steps; the first one pays oneDNN's
     one-off kernel setup: 15.0 s calibrated vs 13.3 s run at ×2 once) is scaled to a full epoch; the
-    setup then counts against the budget in the real run's reported time.
+    setup then counts against the budget in the real run's reported time. With a
+    ``finish_fraction`` a third, fp32 probe epoch times the finishing epochs, and the fit takes
+    that fraction of them at that cost. Returns (epochs, the main epochs' seconds).
     """
-    probe = dataclasses.replace(p, epochs=2, patches_per_epoch=max(p.batch_size * 16, p.patches_per_epoch // 4))
+    finish = 1 if p.finish_fraction else 0
+    patches = max(p.batch_size * 16, p.patches_per_epoch // 4)
+    probe_fraction = finish / (2 + finish)  # the probe's last epoch finishes
+    probe = dataclasses.replace(p, epochs=2 + finish, finish_fraction=probe_fraction, patches_per_epoch=patches)
     history = train(probe, scale, images, device or torch.device("cpu")).history
-    epoch_s = history[-1]["epoch_seconds"] * p.patches_per_epoch / probe.patches_per_epoch
-    return max(1, int(budget_s / epoch_s)), epoch_s
+
+    def full_epoch_s(row: dict[str, float]) -> float:
+        return row["epoch_seconds"] * p.patches_per_epoch / patches
+
+    epoch_s, finish_s = full_epoch_s(history[1]), full_epoch_s(history[-1])
+    mean_s = (1 - p.finish_fraction) * epoch_s + p.finish_fraction * finish_s
+    return max(1, int(budget_s / mean_s)), epoch_s
 
 
 @contextlib.contextmanager
@@ -206,6 +216,7 @@ def precision_check(
     The epochs are fitted to ``budget_s`` of bf16 training; fp32 then runs exactly those epochs
     (same seed, same patches), so the PSNR difference is the precision's alone.
     """
+    p = dataclasses.replace(p, finish_fraction=0.0)  # the precisions alone, from start to end
     epochs, _ = fitted_epochs(dataclasses.replace(p, bf16=True), scale, images, budget_s)
     rows: dict[str, dict[str, float]] = {}
     for name, bf16 in (("bf16", True), ("fp32", False)):
@@ -247,8 +258,9 @@ def main() -> None:
     sets = {name: load_folder(folder) for name, folder in named if folder}
     listing = ", ".join(f"{k} ({len(v)})" for k, v in sets.items())
     print(f"train: {len(train_images)} images from {args.train}; eval sets: {listing}")
-    budget = f"epochs fitted to {args.budget:g} min per scale" if args.budget else "epochs as given"
-    print(f"ours: {p}; {budget}")
+    if args.scales:
+        budget = f"epochs fitted to {args.budget:g} min per scale" if args.budget else "epochs as given"
+        print(f"ours: {p}; {budget}")
 
     results: dict = {"hardware": describe_hardware(), "params": dataclasses.asdict(p), "scales": {}}
     models = {}

@@ -51,6 +51,7 @@ def test_the_repository_params_are_valid() -> None:
         (lambda p: p["sr"].update(scales=["x3"]), r"sr\.scales\[0\] must be an integer"),
         (lambda p: p["sr"].update(loss="l3"), r"sr\.loss must be one of l1, mse, got .l3."),
         (lambda p: p["sr"].update(scale=3), r"unknown param sr\.scale "),
+        (lambda p: p["sr"].update(finish_fraction=1.5), r"sr\.finish_fraction must be in \[0, 1\], got 1\.5"),
         (lambda p: p["data"]["cifar10"].update(md5="abc"), r"data\.cifar10\.md5 must be 32 hex digits"),
         (lambda p: p["data"].pop("bsds300"), r"missing param data\.bsds300"),
         (lambda p: p.update(device="tpu"), r"device must be one of auto, cpu, cuda, got .tpu."),

@@ -229,6 +229,24 @@ def test_sr_training_improves_on_its_starting_point(tmp_path, tiny_archives) -> 
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
 
+def test_sr_finish_epochs_fit_mse_in_fp32(tmp_path, tiny_archives, monkeypatch) -> None:
+    import cnnpipe.train.sr as sr_training
+
+    path, md5 = tiny_archives["bsds300"]
+    fetch(Source(str(path), md5, "data.bsds300"), tmp_path)
+    images = load_folder(bsds_split_dir(tmp_path, "train"))
+    autocast_calls: list[bool] = []
+    real_autocast = sr_training.autocast
+    monkeypatch.setattr(sr_training, "autocast", lambda d, on: autocast_calls.append(on) or real_autocast(d, on))
+    p = SRParams(channels=8, blocks=1, patch_size=8, patches_per_epoch=64, batch_size=16, epochs=3, finish_fraction=0.3)
+    assert p.finish_epochs == 1  # 0.3 of 3, rounded
+    history = train_sr(dataclasses.replace(p, bf16=True), 2, images, CPU).history
+    assert autocast_calls == [True] * 8 + [False] * 4  # 4 steps per epoch: two bf16 epochs, then fp32
+    as_mse = [10 ** (-row["train_psnr"] / 10) for row in history]  # the epoch's mean MSE, as PSNR reports it
+    assert history[0]["train_loss"] > 5 * as_mse[0]  # L1 is far above the MSE of small errors
+    assert history[-1]["train_loss"] == pytest.approx(as_mse[-1], rel=0.05)  # the loss is the MSE
+
+
 def test_sr_schedule_warms_up_then_decays_to_zero() -> None:
     factor = warmup_cosine(1000)
     values = [factor(s) for s in range(1000)]
