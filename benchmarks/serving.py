@@ -91,27 +91,51 @@ def in_process(models: Path, image: bytes, sr_image: bytes, scale: int, seconds:
     return {"classify_batch1_ms": one_ms, "classify_batched_ips": batched_ips, "sr_ms": sr_ms, "sr_ips": sr_ips}
 
 
-async def http_cells(base: str, image: bytes, sr_image: bytes, scale: int, levels: list[int], seconds: float) -> dict:
-    import httpx
-
+async def http_cells(
+    base: str, image: bytes, sr_image: bytes, scale: int, levels: list[int], seconds: float, client: str
+) -> dict:
+    """HTTP cells from ``client``: aiohttp (C HTTP parser; the default, so the load client takes a
+    small share of the cores it shares with the server) or httpx (pure Python, as runs before
+    2026-12-01 evening used: at ~1 ms of CPU per request it took most of a core at c=8)."""
+    routes = (("HTTP noop", "/noop", image, {}), ("HTTP classify", "/classify", image, {}))
+    routes += (("HTTP super_resolve", "/super_resolve", sr_image, {"scale": str(scale)}),)
     results = {}
-    limits = httpx.Limits(max_connections=max(levels), max_keepalive_connections=max(levels))
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+    if client == "httpx":
+        import httpx
 
-        def poster(route: str, data: bytes, **fields: str) -> Callable[[], Awaitable[None]]:
+        limits = httpx.Limits(max_connections=max(levels), max_keepalive_connections=max(levels))
+        async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
+
+            def httpx_poster(route: str, data: bytes, fields: dict[str, str]) -> Callable[[], Awaitable[None]]:
+                async def call() -> None:
+                    response = await http.post(route, files={"image": ("x.png", data)}, data=fields)
+                    response.raise_for_status()
+
+                return call
+
+            for name, route, data, fields in routes:
+                for c in levels:
+                    results[(name, c)] = await load(httpx_poster(route, data, fields), c, seconds)
+        return results
+
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=max(levels))
+    async with aiohttp.ClientSession(base, connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
+
+        def aiohttp_poster(route: str, data: bytes, fields: dict[str, str]) -> Callable[[], Awaitable[None]]:
             async def call() -> None:
-                response = await client.post(route, files={"image": ("x.png", data)}, data=fields)
-                response.raise_for_status()
+                form = aiohttp.FormData(fields)
+                form.add_field("image", data, filename="x.png", content_type="application/octet-stream")
+                async with session.post(route, data=form) as response:
+                    await response.read()
+                    response.raise_for_status()
 
             return call
 
-        for name, call in (
-            ("HTTP noop", poster("/noop", image)),
-            ("HTTP classify", poster("/classify", image)),
-            ("HTTP super_resolve", poster("/super_resolve", sr_image, scale=str(scale))),
-        ):
+        for name, route, data, fields in routes:
             for c in levels:
-                results[(name, c)] = await load(call, c, seconds)
+                results[(name, c)] = await load(aiohttp_poster(route, data, fields), c, seconds)
     return results
 
 
@@ -146,6 +170,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="ONNX Runtime threads")
     parser.add_argument("--sr-size", type=int, default=64, help="side of the super-resolution input")
+    parser.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp", help="HTTP load client")
     args = parser.parse_args()
     models = args.models.resolve()
     scale = min(int(p.stem.removeprefix("sr_x")) for p in models.glob("sr_x*.onnx"))
@@ -153,10 +178,11 @@ def main() -> None:
 
     print(describe_hardware())
     print(f"models {models}; classify input 32×32 PNG; super_resolve {args.sr_size}×{args.sr_size} ×{scale}")
+    print(f"HTTP load client: {args.client}; gRPC load client: grpc.aio; ONNX Runtime threads {args.threads}")
     local = in_process(models, image, sr_image, scale, args.seconds, args.threads)
     env = {"CNNPIPE_THREADS": str(args.threads)}
     with bentoml_server(models, **env) as base:
-        cells = asyncio.run(http_cells(base, image, sr_image, scale, args.concurrency, args.seconds))
+        cells = asyncio.run(http_cells(base, image, sr_image, scale, args.concurrency, args.seconds, args.client))
     with grpc_server(models, "--threads", str(args.threads), "--workers", str(max(args.concurrency)), **env) as addr:
         cells |= asyncio.run(grpc_cells(addr, image, sr_image, scale, args.concurrency, args.seconds))
 
