@@ -4,6 +4,7 @@ runs, and the pipeline's paths are the ones dvc.yaml declares."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 import typing
 
@@ -126,3 +127,18 @@ def test_param_choices_match_the_registries() -> None:
     assert set(typing.get_args(params.ClassifierArchName)) == set(CLASSIFIER_ARCHS)
     assert set(typing.get_args(params.SRArchName)) == set(SR_ARCHS)
     assert set(typing.get_args(params.DreamPreset)) == set(PRESETS)
+
+
+TRAINING_PARAMS = {"train_sr": "sr", "export_sr": "sr", "train_classifier": "classifier", "export_onnx": "classifier"}
+"""Stages → the section of params that makes their model: the trainers, and the exports, which
+record those params in the model's provenance."""
+
+
+@pytest.mark.parametrize(("stage", "section"), sorted(TRAINING_PARAMS.items()))
+def test_a_training_stage_tracks_every_param_of_its_model(stage: str, section: str) -> None:
+    """A param the trainer reads but the stage does not list leaves `dvc repro` skipping a stage
+    whose model it would change. ``sr.scales`` is the matrix itself, not a per-model param."""
+    declared = {next(iter(p)) if isinstance(p, dict) else p for p in _stages()[stage].get("params", [])}
+    fields = dataclasses.fields(params.SRParams if section == "sr" else params.ClassifierParams)
+    names = {f"{section}.{f.name}" for f in fields} - {"sr.scales"}
+    assert section in declared or names <= declared, f"dvc.yaml {stage}: add {sorted(names - declared)}"

@@ -125,7 +125,8 @@ def train(
         hr = random_dihedral(sample_patches(planes, p.patches_per_epoch, hr_size, generator), generator)
         lr = degrade(hr, scale)
         loss_sum, mse_sum = 0.0, 0.0
-        bar = progress(range(steps_per_epoch), desc=f"sr x{scale} epoch {epoch}/{p.epochs}", leave=False)
+        desc = f"sr x{scale} epoch {epoch}/{p.epochs}" + (" (finish: MSE, fp32)" if finishing else "")
+        bar = progress(range(steps_per_epoch), desc=desc, leave=False)
         for step in bar:
             sl = slice(step * p.batch_size, (step + 1) * p.batch_size)
             x, y = lr[sl].to(device).contiguous(memory_format=torch.channels_last), hr[sl].to(device)
