@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -91,39 +92,37 @@ def in_process(models: Path, image: bytes, sr_image: bytes, scale: int, seconds:
     return {"classify_batch1_ms": one_ms, "classify_batched_ips": batched_ips, "sr_ms": sr_ms, "sr_ips": sr_ips}
 
 
-async def http_cells(
-    base: str, image: bytes, sr_image: bytes, scale: int, levels: list[int], seconds: float, client: str
-) -> dict:
-    """HTTP cells from ``client``: aiohttp (C HTTP parser; the default, so the load client takes a
-    small share of the cores it shares with the server) or httpx (pure Python, as runs before
-    2026-12-01 evening used: at ~1 ms of CPU per request it took most of a core at c=8)."""
-    routes = (("HTTP noop", "/noop", image, {}), ("HTTP classify", "/classify", image, {}))
-    routes += (("HTTP super_resolve", "/super_resolve", sr_image, {"scale": str(scale)}),)
-    results = {}
+Poster = Callable[[str, bytes, dict[str, str]], Callable[[], Awaitable[None]]]
+"""(route, file bytes, form fields) → one POST of that multipart form, raising on a non-2xx."""
+
+
+@contextlib.asynccontextmanager
+async def http_poster(base: str, connections: int, client: str) -> AsyncIterator[Poster]:
+    """POSTs from ``client``: aiohttp (C HTTP parser; the default, so the load client takes a small
+    share of the cores it shares with the server) or httpx (pure Python, as runs before 2026-12-01
+    evening used: at ~1 ms of CPU per request it took most of a core at c=8)."""
     if client == "httpx":
         import httpx
 
-        limits = httpx.Limits(max_connections=max(levels), max_keepalive_connections=max(levels))
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
 
-            def httpx_poster(route: str, data: bytes, fields: dict[str, str]) -> Callable[[], Awaitable[None]]:
+            def httpx_post(route: str, data: bytes, fields: dict[str, str]) -> Callable[[], Awaitable[None]]:
                 async def call() -> None:
                     response = await http.post(route, files={"image": ("x.png", data)}, data=fields)
                     response.raise_for_status()
 
                 return call
 
-            for name, route, data, fields in routes:
-                for c in levels:
-                    results[(name, c)] = await load(httpx_poster(route, data, fields), c, seconds)
-        return results
+            yield httpx_post
+        return
 
     import aiohttp
 
-    connector = aiohttp.TCPConnector(limit=max(levels))
+    connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(base, connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
 
-        def aiohttp_poster(route: str, data: bytes, fields: dict[str, str]) -> Callable[[], Awaitable[None]]:
+        def aiohttp_post(route: str, data: bytes, fields: dict[str, str]) -> Callable[[], Awaitable[None]]:
             async def call() -> None:
                 form = aiohttp.FormData(fields)
                 form.add_field("image", data, filename="x.png", content_type="application/octet-stream")
@@ -133,9 +132,22 @@ async def http_cells(
 
             return call
 
+        yield aiohttp_post
+
+
+async def http_cells(
+    base: str, image: bytes, sr_image: bytes, scale: int, levels: list[int], seconds: float, client: str
+) -> dict:
+    routes: list[tuple[str, str, bytes, dict[str, str]]] = [
+        ("HTTP noop", "/noop", image, {}),
+        ("HTTP classify", "/classify", image, {}),
+        ("HTTP super_resolve", "/super_resolve", sr_image, {"scale": str(scale)}),
+    ]
+    results = {}
+    async with http_poster(base, max(levels), client) as post:
         for name, route, data, fields in routes:
             for c in levels:
-                results[(name, c)] = await load(aiohttp_poster(route, data, fields), c, seconds)
+                results[(name, c)] = await load(post(route, data, fields), c, seconds)
     return results
 
 
