@@ -46,6 +46,8 @@ INTERNAL = "internal error; the server log has the details"
 # what every gRPC library answers; the message says it is the request, and the log says INFO.
 MALFORMED = grpc.StatusCode.INTERNAL
 MAX_METADATA_BYTES = 16 * 1024  # all request headers of a call; over it the library says RESOURCE_EXHAUSTED
+# After the grace period, how long stop() waits for cancelled dreams' threads (each ends at its next step).
+DREAM_STOP_SECONDS = 4.0
 log = logging.getLogger("cnnpipe.grpc")
 R = TypeVar("R")
 
@@ -154,7 +156,7 @@ class DreamSlots:
     def __init__(self, size: int) -> None:
         self.size = size
         self._held: dict[int, float] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._next = 0
 
     def take(self) -> int | None:
@@ -168,6 +170,12 @@ class DreamSlots:
     def give_back(self, ticket: int) -> None:
         with self._lock:
             self._held.pop(ticket, None)
+            self._lock.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every slot is back (each dream's thread has ended); False on timeout."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._held, timeout)
 
     def oldest_seconds(self) -> float:
         with self._lock:
@@ -458,10 +466,16 @@ class Server:
         threading.Thread(target=self._watch_slots, name="slot-watch", daemon=True).start()
 
     def stop(self) -> None:
-        """NOT_SERVING at once, then ``grace_seconds`` for in-flight calls, then cancel the rest."""
+        """NOT_SERVING at once, then ``grace_seconds`` for in-flight calls, then cancel the rest.
+
+        A cancelled dream's thread ends at its next step; it is waited for (a few seconds at most),
+        because a process that exits with it still inside torch aborts in C++ teardown
+        ("terminate called without an active exception", SIGABRT) instead of exiting 0."""
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self._stopped.set()
         self.grpc.stop(grace=self.settings.grace_seconds).wait()
+        if not self.servicer.dream_slots.wait_idle(timeout=DREAM_STOP_SECONDS):
+            log.warning("a DeepDream/style-transfer thread did not stop within %g s of shutdown", DREAM_STOP_SECONDS)
 
 
 def serve(core: InferenceCore, settings: GrpcSettings) -> None:
