@@ -6,7 +6,9 @@ Starts `bentoml serve` and `cnnpipe serve-grpc` on 127.0.0.1 from the given expo
 drives them with an asyncio load client at concurrency 1, 8 and 32 (the client shares the
 machine's cores with the server, as a sidecar would), and measures the inference core in-process
 on the same cores. The HTTP `/noop` endpoint takes the same upload and does nothing: the
-framework's floor. Prints p50/p99 latency and throughput per cell, then checks the targets:
+framework's floor. Classify is also served with adaptive batching on (``CNNPIPE_BATCHING=on``),
+beside the default. Prints p50/p99 latency and throughput per cell, the CPU each request cost the
+server and the load client and how busy the machine was, then checks the targets:
 served classify throughput at each concurrency above 1 ≥ 80% of min(in-process batched, no-op), and
 p50 at concurrency 1 ≤ no-op p50 + in-process batch-1 latency + 2 ms.
 """
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import io
 import os
+import resource
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -40,8 +43,58 @@ def png(h: int, w: int, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
-async def load(call: Callable[[], Awaitable[None]], concurrency: int, seconds: float) -> dict[str, float]:
-    """Run ``call`` from ``concurrency`` workers for ``seconds``; latency percentiles and req/s."""
+CpuClock = Callable[[], float]
+"""CPU seconds (user + system) some processes have used so far."""
+
+
+def server_cpu(port: int) -> CpuClock:
+    """The CPU clock of the server listening on ``port``: the processes holding its listening
+    socket (BentoML's arbiter passes it to its workers) and all their children."""
+    import psutil
+
+    holders = {
+        c.pid
+        for c in psutil.net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port and c.pid
+    }
+    if not holders:
+        raise RuntimeError(f"no process listens on port {port}")
+
+    def used() -> float:
+        tree: dict[int, psutil.Process] = {}
+        for pid in holders:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(pid)
+                tree |= {p.pid: p for p in (root, *root.children(recursive=True))}
+        total = 0.0
+        for proc in tree.values():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
+    return used
+
+
+def client_cpu() -> float:
+    """This process's CPU seconds: the load client (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores have spent not idle, since boot."""
+    import psutil
+
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+async def load(
+    call: Callable[[], Awaitable[None]], concurrency: int, seconds: float, server: CpuClock
+) -> dict[str, float]:
+    """Run ``call`` from ``concurrency`` workers for ``seconds``: latency percentiles, req/s, and
+    the CPU per request of the server and of this client, and how busy the whole machine was."""
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds
@@ -59,15 +112,23 @@ async def load(call: Callable[[], Awaitable[None]], concurrency: int, seconds: f
 
     for _ in range(min(concurrency, 4)):  # warm-up
         await call()
+    cpu_before = (server(), client_cpu(), machine_busy())
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - began
+    server_s, client_s, busy_s = (
+        after - before for after, before in zip((server(), client_cpu(), machine_busy()), cpu_before, strict=True)
+    )
     lat = np.array(latencies) * 1000
+    done = max(1, len(lat))
     return {
         "p50": float(np.percentile(lat, 50)),
         "p99": float(np.percentile(lat, 99)),
         "rps": len(lat) / elapsed,
         "errors": errors,
+        "server_cpu_ms": server_s / done * 1000,
+        "client_cpu_ms": client_s / done * 1000,
+        "busy": busy_s / (elapsed * (os.cpu_count() or 1)),
     }
 
 
@@ -135,19 +196,17 @@ async def http_poster(base: str, connections: int, client: str) -> AsyncIterator
         yield aiohttp_post
 
 
-async def http_cells(
-    base: str, image: bytes, sr_image: bytes, scale: int, levels: list[int], seconds: float, client: str
-) -> dict:
-    routes: list[tuple[str, str, bytes, dict[str, str]]] = [
-        ("HTTP noop", "/noop", image, {}),
-        ("HTTP classify", "/classify", image, {}),
-        ("HTTP super_resolve", "/super_resolve", sr_image, {"scale": str(scale)}),
-    ]
+Route = tuple[str, str, bytes, dict[str, str]]
+"""(row name, route, file bytes, form fields)."""
+
+
+async def http_cells(base: str, routes: list[Route], levels: list[int], seconds: float, client: str) -> dict:
     results = {}
+    server = server_cpu(int(base.rsplit(":", 1)[1]))
     async with http_poster(base, max(levels), client) as post:
         for name, route, data, fields in routes:
             for c in levels:
-                results[(name, c)] = await load(post(route, data, fields), c, seconds)
+                results[(name, c)] = await load(post(route, data, fields), c, seconds, server)
     return results
 
 
@@ -160,6 +219,7 @@ async def grpc_cells(
     from cnnpipe.serve.v1 import inference_pb2_grpc as pb_grpc
 
     results = {}
+    server = server_cpu(int(address.rsplit(":", 1)[1]))
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.InferenceStub(channel)
 
@@ -171,7 +231,7 @@ async def grpc_cells(
 
         for name, call in (("gRPC classify", classify), ("gRPC super_resolve", super_resolve)):
             for c in levels:
-                results[(name, c)] = await load(call, c, seconds)
+                results[(name, c)] = await load(call, c, seconds, server)
     return results
 
 
@@ -183,19 +243,41 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="ONNX Runtime threads")
     parser.add_argument("--sr-size", type=int, default=64, help="side of the super-resolution input")
     parser.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp", help="HTTP load client")
+    parser.add_argument(
+        "--batching",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the HTTP server's CNNPIPE_BATCHING; unless on, classify with batching on is measured beside it",
+    )
     args = parser.parse_args()
     models = args.models.resolve()
+    cores = os.cpu_count() or 1
     scale = min(int(p.stem.removeprefix("sr_x")) for p in models.glob("sr_x*.onnx"))
     image, sr_image = png(32, 32), png(args.sr_size, args.sr_size, seed=1)
 
     print(describe_hardware())
     print(f"models {models}; classify input 32×32 PNG; super_resolve {args.sr_size}×{args.sr_size} ×{scale}")
-    print(f"HTTP load client: {args.client}; gRPC load client: grpc.aio; ONNX Runtime threads {args.threads}")
+    print(
+        f"HTTP load client: {args.client}; gRPC load client: grpc.aio; ONNX Runtime threads {args.threads}; "
+        f"HTTP CNNPIPE_BATCHING={args.batching}"
+    )
     local = in_process(models, image, sr_image, scale, args.seconds, args.threads)
-    env = {"CNNPIPE_THREADS": str(args.threads)}
-    with bentoml_server(models, **env) as base:
-        cells = asyncio.run(http_cells(base, image, sr_image, scale, args.concurrency, args.seconds, args.client))
-    with grpc_server(models, "--threads", str(args.threads), "--workers", str(max(args.concurrency)), **env) as addr:
+    threads = str(args.threads)
+    routes: list[Route] = [
+        ("HTTP noop", "/noop", image, {}),
+        ("HTTP classify", "/classify", image, {}),
+        ("HTTP super_resolve", "/super_resolve", sr_image, {"scale": str(scale)}),
+    ]
+    levels, seconds = args.concurrency, args.seconds
+    with bentoml_server(models, CNNPIPE_THREADS=threads, CNNPIPE_BATCHING=args.batching) as base:
+        cells = asyncio.run(http_cells(base, routes, levels, seconds, args.client))
+    if args.batching != "on":  # the other way to serve classify, beside it
+        with bentoml_server(models, CNNPIPE_THREADS=threads, CNNPIPE_BATCHING="on") as base:
+            batched: list[Route] = [("HTTP classify, batching on", "/classify", image, {})]
+            cells |= asyncio.run(http_cells(base, batched, levels, seconds, args.client))
+    with grpc_server(
+        models, "--threads", threads, "--workers", str(max(args.concurrency)), CNNPIPE_THREADS=threads
+    ) as addr:
         cells |= asyncio.run(grpc_cells(addr, image, sr_image, scale, args.concurrency, args.seconds))
 
     print(f"\n{'':24}" + "".join(f"{'c=' + str(c):>28}" for c in args.concurrency))
@@ -207,6 +289,16 @@ def main() -> None:
         )
         errors = sum(cells[(name, c)]["errors"] for c in args.concurrency)
         print(f"{name:<24}{row}" + (f"   ({errors} errors)" if errors else ""))
+    print(f"\nCPU per request, ms: server (all its processes) + load client; whole machine busy over {cores} cores")
+    print(f"{'':24}" + "".join(f"{'c=' + str(c):>28}" for c in args.concurrency))
+    print(f"{'':24}" + "".join(f"{'server':>10}{'client':>9}{'busy':>9}" for _ in args.concurrency))
+    for name in dict.fromkeys(n for n, _ in cells):
+        row = "".join(
+            f"{cells[(name, c)]['server_cpu_ms']:>10.2f}{cells[(name, c)]['client_cpu_ms']:>9.2f}"
+            f"{cells[(name, c)]['busy']:>9.0%}"
+            for c in args.concurrency
+        )
+        print(f"{name:<24}{row}")
     print(
         f"\nin-process (same cores, no server): classify batch-1 {local['classify_batch1_ms']:.2f} ms, "
         f"batched (64) {local['classify_batched_ips']:.0f} images/s; "
@@ -221,6 +313,12 @@ def main() -> None:
             print(
                 f"target {proto} classify c={level}: {served:.1f} req/s ≥ 80% of min(in-process batched, no-op) "
                 f"{floor:.1f} = {0.8 * floor:.1f}: {verdict}"
+            )
+            cell = cells[(f"{proto} classify", level)]
+            per_request = (cell["server_cpu_ms"] + cell["client_cpu_ms"]) / 1000
+            print(
+                f"  at {0.8 * floor:.1f} req/s, this cell's CPU per request ({per_request * 1000:.2f} ms, server + "
+                f"client) would keep {0.8 * floor * per_request:.2f} of {cores} cores busy"
             )
     first = min(args.concurrency)
     budget = cells[("HTTP noop", first)]["p50"] + local["classify_batch1_ms"] + 2.0
