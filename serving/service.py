@@ -33,6 +33,7 @@ from cnnpipe.serve.codec import RequestError
 from cnnpipe.serve.core import InferenceCore, classifier_input
 from serving import logs
 from serving.config import (
+    BATCH_CLASSIFY,
     DREAM_BACKBONE,
     INPUT_SIZE,
     LIMITS,
@@ -134,13 +135,12 @@ class Cnnpipe:
             MODELS_DIR, threads=THREADS, limits=LIMITS, dream_backbone=DREAM_BACKBONE, runtime=RUNTIME
         )
 
-    @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=10_000)
-    async def classify(self, image: list[ClassifierUpload]) -> list[dict]:
-        """Top-5 classes of an image of any size: centre square crop, antialiased resize to
-        32×32, RGB in [0, 1]. Adaptive batching runs concurrent requests as one ONNX Runtime call.
-
-        Async on purpose: a batch runs on the event loop, skipping a thread hop per batch; the
-        loop is busy only for the model call, which is the one thing this worker exists for."""
+    @bentoml.api(batchable=BATCH_CLASSIFY, max_batch_size=64, max_latency_ms=10_000)
+    def classify(self, image: list[ClassifierUpload]) -> list[dict]:
+        """Top-5 classes of each image, of any size: centre square crop, antialiased resize to
+        32×32, RGB in [0, 1]. With adaptive batching (``CNNPIPE_BATCHING``: on where the models run
+        on CUDA) concurrent requests run as one model call; on the CPU each request runs as its own
+        call on BentoML's threads, which run ONNX Runtime side by side (it releases the GIL)."""
         return self.core.classify_arrays(np.stack(image), top_k=5)  # type: ignore[arg-type]
 
     @bentoml.api

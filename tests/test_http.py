@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -338,13 +339,41 @@ def test_style_transfer_cancel_stops_it_at_the_next_step(http: httpx.Client) -> 
     )
 
 
-def test_concurrent_classify_requests_are_batched_and_agree(http: httpx.Client, core: InferenceCore) -> None:
+def _classify_batching(metrics: str) -> tuple[float, float]:
+    """(batches run, requests in them) by classify's adaptive batching, from /metrics."""
+
+    def total(suffix: str) -> float:
+        pattern = rf'bentoml_service_adaptive_batch_size_{suffix}\{{[^}}]*method_name="classify"[^}}]*\}} (\S+)'
+        return sum(float(found) for found in re.findall(pattern, metrics))
+
+    return total("count"), total("sum")
+
+
+def test_concurrent_classify_requests_agree_and_run_one_by_one_on_the_cpu(
+    http: httpx.Client, core: InferenceCore
+) -> None:
     images = [encode(Image.fromarray(photo(32, 32, seed=i))) for i in range(32)]
     with ThreadPoolExecutor(16) as pool:
         remote = list(pool.map(lambda b: _post(http, "/classify", b).json()[0]["index"], images))
     assert remote == [r["index"] for r in core.classify(images)]
-    metrics = http.get("/metrics").text
-    assert "adaptive_batch_size" in metrics
+    assert _classify_batching(http.get("/metrics").text) == (0, 0)  # CNNPIPE_BATCHING=auto: off on the CPU
+
+
+def test_with_batching_on_concurrent_requests_share_batches_and_a_bad_one_fails_alone(
+    served_models: Path, core: InferenceCore
+) -> None:
+    good = [encode(Image.fromarray(photo(32, 32, seed=i))) for i in range(64)]
+    uploads = good + [image for image, _kind, _text in BAD.values()] * 2
+    with (
+        bentoml_server(served_models, CNNPIPE_THREADS="1", CNNPIPE_BATCHING="on") as url,
+        httpx.Client(base_url=url, timeout=120) as client,
+        ThreadPoolExecutor(32) as pool,
+    ):
+        answers = list(pool.map(lambda b: _post(client, "/classify", b), uploads))
+        batches, batched = _classify_batching(client.get("/metrics").text)
+    assert [a.json()[0]["index"] for a in answers[: len(good)]] == [r["index"] for r in core.classify(good)]
+    assert all(400 <= a.status_code < 500 and a.json()["error"] for a in answers[len(good) :])
+    assert batched == len(good) and batches < batched  # bad uploads never reach a batch; good ones shared
 
 
 def test_server_survived_everything(http: httpx.Client) -> None:
@@ -360,12 +389,19 @@ def test_missing_models_stop_the_server_with_one_line(tmp_path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_a_bad_dream_backbone_stops_the_server_with_one_line(served_models, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CNNPIPE_DREAM_BACKBONE", "alexnet", "CNNPIPE_DREAM_BACKBONE='alexnet': choose classifier or one of vgg19"),
+        ("CNNPIPE_BATCHING", "sometimes", "CNNPIPE_BATCHING='sometimes': choose auto, on or off"),
+    ],
+)
+def test_a_bad_setting_stops_the_server_with_one_line(served_models, name: str, value: str, message: str) -> None:
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:Cnnpipe", "--port", "0"]
-    env = {**server_env(served_models), "CNNPIPE_DREAM_BACKBONE": "alexnet"}
+    env = {**server_env(served_models), name: value}
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "error: CNNPIPE_DREAM_BACKBONE='alexnet': choose classifier or one of vgg19" in result.stderr
+    assert f"error: {message}" in result.stderr
 
 
 def test_torchvision_backbone_without_cached_weights_is_a_422(served_models, tmp_path, monkeypatch) -> None:
