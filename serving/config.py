@@ -34,9 +34,9 @@ DREAM_BACKBONE = os.environ.get("CNNPIPE_DREAM_BACKBONE", "classifier")
 # What runs the models, and where (cnnpipe.serve.backends): auto | onnxruntime | torch, auto | cpu | cuda.
 BACKEND = os.environ.get("CNNPIPE_BACKEND", "auto")
 DEVICE = os.environ.get("CNNPIPE_DEVICE", "auto")
-# Classify's adaptive batching: auto (on where the models run on CUDA, where a batch costs about what
-# one image does; off on the CPU, where each request runs on its own thread instead), on or off.
-BATCHING = os.environ.get("CNNPIPE_BATCHING", "auto")
+# Classify's micro-batching (cnnpipe.serve.microbatch): on, concurrent requests share model calls;
+# off, each request is its own call on BentoML's threads.
+BATCHING = os.environ.get("CNNPIPE_BATCHING", "on")
 # This replica's name in its task ids ("http1.<id>"), for a load balancer to route a task's calls
 # back to it (serving/replica_ids.py, deploy/haproxy/haproxy.cfg); empty: ids as BentoML makes them.
 REPLICA_ID = os.environ.get("CNNPIPE_REPLICA_ID", "")
@@ -48,8 +48,8 @@ try:
         raise CnnpipeError(
             f"CNNPIPE_DREAM_BACKBONE={DREAM_BACKBONE!r}: choose classifier or one of {', '.join(TORCHVISION_BACKBONES)}"
         )
-    if BATCHING not in ("auto", "on", "off"):
-        raise CnnpipeError(f"CNNPIPE_BATCHING={BATCHING!r}: choose auto, on or off")
+    if BATCHING not in ("on", "off"):
+        raise CnnpipeError(f"CNNPIPE_BATCHING={BATCHING!r}: choose on or off")
     if REPLICA_ID and not valid_replica_id(REPLICA_ID):
         raise CnnpipeError(f"CNNPIPE_REPLICA_ID={REPLICA_ID!r}: use letters, digits, '-' and '_' only")
     TOKEN = load_token()  # CNNPIPE_API_TOKEN or CNNPIPE_API_TOKEN_FILE; None = no auth
@@ -59,4 +59,3 @@ except CnnpipeError as problem:  # ModelsMissing and ModelCheckError included
 
 SCALES = sorted(MODELS.sr)
 INPUT_SIZE = MODELS.input_size
-BATCH_CLASSIFY = BATCHING == "on" or (BATCHING == "auto" and RUNTIME.device == "cuda")

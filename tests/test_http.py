@@ -339,41 +339,44 @@ def test_style_transfer_cancel_stops_it_at_the_next_step(http: httpx.Client) -> 
     )
 
 
-def _classify_batching(metrics: str) -> tuple[float, float]:
-    """(batches run, requests in them) by classify's adaptive batching, from /metrics."""
+def _classify_calls(metrics: str) -> tuple[float, float]:
+    """(classifier model calls, images in them) from /metrics' ``cnnpipe_classify_batch_size``."""
 
     def total(suffix: str) -> float:
-        pattern = rf'bentoml_service_adaptive_batch_size_{suffix}\{{[^}}]*method_name="classify"[^}}]*\}} (\S+)'
-        return sum(float(found) for found in re.findall(pattern, metrics))
+        found = re.search(rf"^cnnpipe_classify_batch_size_{suffix}(?:{{[^}}]*}})? (\S+)$", metrics, re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
 
     return total("count"), total("sum")
 
 
-def test_concurrent_classify_requests_agree_and_run_one_by_one_on_the_cpu(
-    http: httpx.Client, core: InferenceCore
-) -> None:
-    images = [encode(Image.fromarray(photo(32, 32, seed=i))) for i in range(32)]
+def test_concurrent_classify_requests_share_model_calls_and_agree(http: httpx.Client, core: InferenceCore) -> None:
+    images = [encode(Image.fromarray(photo(32, 32, seed=i))) for i in range(48)]
+    calls_before, images_before = _classify_calls(http.get("/metrics").text)
     with ThreadPoolExecutor(16) as pool:
         remote = list(pool.map(lambda b: _post(http, "/classify", b).json()[0]["index"], images))
     assert remote == [r["index"] for r in core.classify(images)]
-    assert _classify_batching(http.get("/metrics").text) == (0, 0)  # CNNPIPE_BATCHING=auto: off on the CPU
+    calls, batched = _classify_calls(http.get("/metrics").text)
+    assert batched - images_before == len(images)
+    assert calls - calls_before < len(images)  # some requests shared a model call
 
 
-def test_with_batching_on_concurrent_requests_share_batches_and_a_bad_one_fails_alone(
-    served_models: Path, core: InferenceCore
+@pytest.mark.parametrize("batching", ["on", "off"])
+def test_a_bad_upload_among_concurrent_ones_fails_alone(
+    served_models: Path, core: InferenceCore, batching: str
 ) -> None:
     good = [encode(Image.fromarray(photo(32, 32, seed=i))) for i in range(64)]
     uploads = good + [image for image, _kind, _text in BAD.values()] * 2
     with (
-        bentoml_server(served_models, CNNPIPE_THREADS="1", CNNPIPE_BATCHING="on") as url,
+        bentoml_server(served_models, CNNPIPE_THREADS="1", CNNPIPE_BATCHING=batching) as url,
         httpx.Client(base_url=url, timeout=120) as client,
         ThreadPoolExecutor(32) as pool,
     ):
         answers = list(pool.map(lambda b: _post(client, "/classify", b), uploads))
-        batches, batched = _classify_batching(client.get("/metrics").text)
+        calls, batched = _classify_calls(client.get("/metrics").text)
     assert [a.json()[0]["index"] for a in answers[: len(good)]] == [r["index"] for r in core.classify(good)]
     assert all(400 <= a.status_code < 500 and a.json()["error"] for a in answers[len(good) :])
-    assert batched == len(good) and batches < batched  # bad uploads never reach a batch; good ones shared
+    assert batched == len(good)  # bad uploads never reach the model
+    assert calls < batched if batching == "on" else calls == batched  # off: one call per request
 
 
 def test_server_survived_everything(http: httpx.Client) -> None:
@@ -393,7 +396,7 @@ def test_missing_models_stop_the_server_with_one_line(tmp_path) -> None:
     ("name", "value", "message"),
     [
         ("CNNPIPE_DREAM_BACKBONE", "alexnet", "CNNPIPE_DREAM_BACKBONE='alexnet': choose classifier or one of vgg19"),
-        ("CNNPIPE_BATCHING", "sometimes", "CNNPIPE_BATCHING='sometimes': choose auto, on or off"),
+        ("CNNPIPE_BATCHING", "auto", "CNNPIPE_BATCHING='auto': choose on or off"),
     ],
 )
 def test_a_bad_setting_stops_the_server_with_one_line(served_models, name: str, value: str, message: str) -> None:
