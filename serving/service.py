@@ -93,7 +93,7 @@ def _upload_bytes(upload: Any, as_path: ValidatorFunctionWrapHandler) -> bytes:
 
 
 def _classifier_input(data: bytes) -> np.ndarray:
-    """Per-request validation + preprocessing, run before adaptive batching merges requests,
+    """Per-request validation + preprocessing, run before micro-batching merges requests,
     so one bad upload fails only its own request."""
     try:
         return classifier_input(LIMITS.decode(data), INPUT_SIZE)
