@@ -108,9 +108,9 @@ def bentoml_server(
         port = free_port()
         log = open(models.parent / f"bentoml-{port}.log", "w+")  # noqa: SIM115
         command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", str(port)]
-        # BentoML deletes and recreates its task store when a server starts: servers on one host
-        # sharing BENTOML_HOME would wipe each other's tasks (or fail to start), so each has its own.
-        environ = server_env(models, **{"BENTOML_RESULT_STORE": str(models.parent / f"bentoml-{port}-tasks.db"), **env})
+        # BentoML clears its task store and metrics folder under BENTOML_HOME when a server starts:
+        # servers sharing one would wipe each other's tasks and /metrics (or fail to start).
+        environ = server_env(models, **{"BENTOML_HOME": str(models.parent / f"bentoml-home-{port}"), **env})
         if not models_env:
             environ.pop("CNNPIPE_MODELS_DIR")
         # Its own process group: a worker BentoML restarted (after a crash or a kill) is stopped with it.
