@@ -6,9 +6,10 @@ Starts `bentoml serve` and `cnnpipe serve-grpc` on 127.0.0.1 from the given expo
 drives them with an asyncio load client at concurrency 1, 8 and 32 (the client shares the
 machine's cores with the server, as a sidecar would), and measures the inference core in-process
 on the same cores. The HTTP `/noop` endpoint takes the same upload and does nothing: the
-framework's floor. Classify is also served with the other `CNNPIPE_BATCHING` (micro-batching off by default),
-beside the default. Prints p50/p99 latency and throughput per cell, the CPU each request cost the
-server and the load client and how busy the machine was, then checks the targets:
+framework's floor. A second HTTP server serves classify with the other `CNNPIPE_BATCHING` setting
+(by default: micro-batching off) beside it. Prints p50/p99 latency and throughput per cell, the
+CPU each request cost the server and the load client and how busy the machine was, then checks
+the targets:
 served classify throughput at each concurrency above 1 ≥ 80% of min(in-process batched, no-op), and
 p50 at concurrency 1 ≤ no-op p50 + in-process batch-1 latency + 2 ms.
 """

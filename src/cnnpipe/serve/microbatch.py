@@ -2,9 +2,10 @@
 
 BentoML's adaptive batching waits (by its latency model) for a batch to fill; on a CPU, where the
 model call and the request handling share a few cores, that wait leaves cores idle. This batcher
-never waits: one thread runs the model on every input queued so far, and while it runs (ONNX
-Runtime releases the GIL) the event loop parses the next requests, which form the next batch. An
-idle server therefore answers one request at once; a busy one batches as deep as its load.
+never waits: as soon as a model thread is free it runs the model on every input queued so far, and
+while calls run (ONNX Runtime releases the GIL) the event loop parses the next requests, which
+form the next batch. An idle server therefore answers one request at once; a busy one batches as
+deep as its load.
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ class GreedyBatcher(Generic[Result]):
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[Result]]] | None = None
         self._runner: asyncio.Task[None] | None = None
         self._threads = ThreadPoolExecutor(parallel, thread_name_prefix="microbatch")
-        self.batches = 0  # model calls made and the inputs they took, for tests and logs
-        self.inputs = 0
 
     async def submit(self, item: np.ndarray) -> Result:
         """The model's result for one input (C×H×W), computed in a batch with its neighbours."""
@@ -78,8 +77,6 @@ class GreedyBatcher(Generic[Result]):
                 if not done.done():
                     done.set_exception(error)
             return
-        self.batches += 1
-        self.inputs += len(waiting)
         for (_, done), result in zip(waiting, results, strict=True):
             if not done.done():
                 done.set_result(result)
