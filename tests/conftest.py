@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import http.server
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -19,7 +21,9 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 # BentoML keeps task results and builds under BENTOML_HOME: keep the tests' out of ~/bentoml.
 os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="cnnpipe-tests-bentoml-")
 
-from .pipeline import REPO, dvc, tiny_pipeline_repo
+from .pipeline import REPO, Reproduced, dvc, tiny_pipeline_repo
+
+atexit.register(shutil.rmtree, os.environ["BENTOML_HOME"], ignore_errors=True)
 
 __all__ = ["REPO"]
 
@@ -80,12 +84,18 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 
 @pytest.fixture(scope="session")
-def served_models(tmp_path_factory: pytest.TempPathFactory, tiny_archives) -> Path:
-    """models/ of a real tiny `dvc repro export_onnx export_sr` run: ONNX exports plus the classifier
-    checkpoint."""
-    repo = tiny_pipeline_repo(tmp_path_factory.mktemp("served"), tiny_archives)
-    dvc(repo, "repro", "export_onnx", "export_sr")
-    return repo / "models"
+def reproduced(tmp_path_factory: pytest.TempPathFactory, tiny_archives) -> Reproduced:
+    """The suite's one full tiny `dvc repro` (a minute of CPU): the pipeline, runs-compared and
+    serving tests start from copies of it instead of each training their own."""
+    repo = tiny_pipeline_repo(tmp_path_factory.mktemp("reproduced") / "repo", tiny_archives)
+    return Reproduced(repo, dvc(repo, "repro").stdout)
+
+
+@pytest.fixture(scope="session")
+def served_models(tmp_path_factory: pytest.TempPathFactory, reproduced: Reproduced) -> Path:
+    """A copy of models/ of the tiny `dvc repro`: ONNX exports plus the PyTorch checkpoints. Servers
+    started on it write their logs beside it, so it is not in a repo."""
+    return Path(shutil.copytree(reproduced.repo / "models", tmp_path_factory.mktemp("served") / "models"))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

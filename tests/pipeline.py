@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -92,6 +93,19 @@ def tiny_pipeline_repo(root: Path, archives: dict[str, tuple[Path, str]]) -> Pat
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "tiny params"]):
         git(root, *args)
     return root
+
+
+@dataclasses.dataclass(frozen=True)
+class Reproduced:
+    """A tiny pipeline repo after one full `dvc repro` (uncommitted, as the run left it) and that
+    run's output. Tests never change it: they work in a copy (:meth:`copy_to`)."""
+
+    repo: Path
+    output: str
+
+    def copy_to(self, dest: Path) -> Path:
+        """The whole repo (git history, DVC cache and lock, outputs) at ``dest``, which must not exist."""
+        return Path(shutil.copytree(self.repo, dest, symlinks=True))
 
 
 TORCHRUN = (sys.executable, "-m", "torch.distributed.run")

@@ -10,7 +10,7 @@ import pytest
 
 from cnnpipe.data import cifar10
 
-from .pipeline import TINY, tiny_pipeline_repo
+from .pipeline import TINY, Reproduced
 from .pipeline import dvc as _dvc
 from .pipeline import edit_params as _edit_params
 from .pipeline import git as _git
@@ -19,17 +19,18 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory, tiny_archives) -> Path:
-    return tiny_pipeline_repo(tmp_path_factory.mktemp("pipeline"), tiny_archives)
+def repo(tmp_path_factory: pytest.TempPathFactory, reproduced: Reproduced) -> Path:
+    """This module's copy of the suite's tiny `dvc repro` (conftest.reproduced)."""
+    return reproduced.copy_to(tmp_path_factory.mktemp("pipeline") / "repo")
 
 
-def _ran(result: subprocess.CompletedProcess[str]) -> set[str]:
-    return {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage '")}
+def _ran(result: subprocess.CompletedProcess[str] | str) -> set[str]:
+    output = result if isinstance(result, str) else result.stdout
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
-def test_repro_builds_every_declared_output(repo: Path) -> None:
-    result = _dvc(repo, "repro")
-    assert _ran(result) == {
+def test_repro_builds_every_declared_output(reproduced: Reproduced, repo: Path) -> None:
+    assert _ran(reproduced.output) == {
         "fetch_cifar10",
         "fetch_bsds300",
         "train_classifier",

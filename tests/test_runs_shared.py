@@ -24,7 +24,7 @@ from cnnpipe.serve.v1 import inference_pb2 as pb
 from cnnpipe.serve.v1 import inference_pb2_grpc as pb_grpc
 from serving.launch import bentoml_server, grpc_server
 
-from .pipeline import dvc, edit_params, env, git, tiny_pipeline_repo
+from .pipeline import Reproduced, dvc, edit_params, env, git
 
 pytestmark = pytest.mark.slow
 
@@ -57,10 +57,10 @@ class History:
 
 
 @pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory, tiny_archives) -> History:
-    repo = tiny_pipeline_repo(tmp_path_factory.mktemp("history"), tiny_archives)  # commit 0: no metrics yet
+def history(tmp_path_factory: pytest.TempPathFactory, reproduced: Reproduced) -> History:
+    # commit 0 ("tiny params", no metrics yet), and the suite's tiny `dvc repro` of it not committed
+    repo = reproduced.copy_to(tmp_path_factory.mktemp("history") / "repo")
     runs = History(repo, tmp_path_factory.mktemp("home"))
-    runs.dvc("repro", "-q")
     runs.record("run 1")
     edit_params(repo, {"classifier": {"epochs": 3}})
     runs.dvc("repro", "-q")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from cnnpipe.serve.v1 import inference_pb2 as pb
 from cnnpipe.serve.v1 import inference_pb2_grpc as pb_grpc
 from serving.launch import free_port
 
-from .pipeline import dvc, env, git, tiny_pipeline_repo
+from .pipeline import Reproduced, dvc, env, git, tiny_pipeline_repo
 
 pytestmark = pytest.mark.slow
 
@@ -36,10 +37,14 @@ def _png() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def demo_repo(tmp_path_factory: pytest.TempPathFactory, tiny_archives) -> Path:
-    """A fresh-clone-like copy whose only run is a `dvc exp run --temp`, as `make demo` leaves it."""
+def demo_repo(tmp_path_factory: pytest.TempPathFactory, tiny_archives, reproduced: Reproduced) -> Path:
+    """A fresh-clone-like copy whose only run is a `dvc exp run --temp`, as `make demo` leaves it.
+    Its DVC cache starts as the suite's tiny `dvc repro` left it, so the experiment's stages come
+    from DVC's run cache instead of training again (the same params, code and data)."""
     repo = tiny_pipeline_repo(tmp_path_factory.mktemp("demo"), tiny_archives)
-    dvc(repo, "exp", "run", "--temp", "-q")
+    shutil.copytree(reproduced.repo / ".dvc/cache", repo / ".dvc/cache")
+    ran = dvc(repo, "exp", "run", "--temp")
+    assert "is cached - skipping run" in ran.stdout + ran.stderr, ran.stdout
     assert not (repo / "models").exists(), "the experiment was applied: models/ is in the workspace"
     return repo
 
