@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
+import subprocess
+import sys
 import typing
 
 import pytest
@@ -142,3 +144,12 @@ def test_a_training_stage_tracks_every_param_of_its_model(stage: str, section: s
     fields = dataclasses.fields(params.SRParams if section == "sr" else params.ClassifierParams)
     names = {f"{section}.{f.name}" for f in fields} - {"sr.scales"}
     assert section in declared or names <= declared, f"dvc.yaml {stage}: add {sorted(names - declared)}"
+
+
+def test_the_command_line_starts_without_torch() -> None:
+    """`cnnpipe --help` and `cnnpipe compare` run no net: importing the CLI imports neither torch
+    nor ONNX Runtime (torch alone is two seconds of every start here); commands that need a net
+    import it when they run."""
+    probe = "import sys, cnnpipe.cli; print([m for m in ('torch', 'torchvision', 'onnxruntime') if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert loaded.stdout.strip() == "[]", loaded.stdout

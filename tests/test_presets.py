@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from cnnpipe.dream.engine import DreamError, DreamParams
+from cnnpipe.dream.names import PRESET_NAMES
 from cnnpipe.dream.presets import DEFAULT_PRESET, PRESETS, DreamRequest, dream_params
 
 
@@ -44,3 +45,8 @@ def test_bad_requests_are_refused_with_one_line(request_: DreamRequest, message:
 def test_a_request_is_read_from_any_object_with_the_field_names() -> None:
     args = argparse.Namespace(preset=None, layers=["features.3"], steps=4, input="in.png", channels=None)
     assert DreamRequest.of(args) == DreamRequest(layers=["features.3"], steps=4)
+
+
+def test_the_torch_free_preset_names_are_the_presets() -> None:
+    """The CLI offers cnnpipe.dream.names.PRESET_NAMES (no torch import); each has its settings."""
+    assert tuple(PRESETS) == PRESET_NAMES and DEFAULT_PRESET in PRESETS

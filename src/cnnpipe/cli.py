@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Any
 from cnnpipe import __version__, paths
 from cnnpipe.compare.report import FORMATS
 from cnnpipe.data.sample import SAMPLE_SIZES, write_archives
-from cnnpipe.dream.backbones import DEFAULT_LAYER, TORCHVISION_BACKBONES
-from cnnpipe.dream.presets import DEFAULT_PRESET, PRESETS
+from cnnpipe.dream.names import DEFAULT_LAYER, DEFAULT_PRESET, PRESET_NAMES, TORCHVISION_BACKBONES
 from cnnpipe.errors import CnnpipeError, exit_on_user_error
-from cnnpipe.explain.attribution import METHODS as EXPLAIN_METHODS
+from cnnpipe.explain.names import METHODS as EXPLAIN_METHODS
 
 if TYPE_CHECKING:  # torch loads lazily: `cnnpipe --help` stays fast
     import numpy as np
@@ -352,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--channel", dest="channels", type=int, action="append", default=None, help="only this channel (repeatable)"
     )
     d.add_argument(
-        "--preset", choices=list(PRESETS), default=None, help=f"settings to start from (default {DEFAULT_PRESET})"
+        "--preset", choices=list(PRESET_NAMES), default=None, help=f"settings to start from (default {DEFAULT_PRESET})"
     )
     d.add_argument("--octaves", type=int, default=None, help="octave pyramid levels (default: the preset's)")
     d.add_argument("--octave-scale", type=float, default=None, help="size ratio between octaves")

@@ -16,15 +16,13 @@ import torch
 from torch import nn
 
 from cnnpipe import paths
+from cnnpipe.dream.names import TORCHVISION_BACKBONES
 from cnnpipe.errors import CnnpipeError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-TORCHVISION_BACKBONES = ("vgg19", "googlenet", "resnet50")
-# Which module's children a bare index (``--layer 26``) counts in.
-# Default layers: the seeds' VGG19 layer 26 (the ReLU after conv4_4) and common picks elsewhere.
-DEFAULT_LAYER = {"vgg19": "features.26", "classifier": "features.3", "googlenet": "inception4c", "resnet50": "layer3"}
 MAX_PROBE_SIDE = 512  # no backbone here needs more; probing larger would cost real compute
+# Which module's children a bare index (``--layer 26``) counts in.
 INDEX_PREFIX = {"vgg19": "features", "classifier": "features", "googlenet": "", "resnet50": ""}
 
 

@@ -11,10 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cnnpipe.dream.backbones import DEFAULT_LAYER
 from cnnpipe.dream.engine import DreamError, DreamParams
+from cnnpipe.dream.names import DEFAULT_LAYER, DEFAULT_PRESET
 
-DEFAULT_PRESET = "quick"
 PRESETS: dict[str, DreamParams] = {
     # 3 octaves ×1.4, 10 steps: seconds on a CPU for a few hundred pixels a side.
     "quick": DreamParams(),

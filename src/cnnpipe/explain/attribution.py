@@ -28,8 +28,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-Method = Literal["gradcam", "guided-gradcam", "guided-backprop", "deconvnet"]
-METHODS: tuple[Method, ...] = ("gradcam", "guided-gradcam", "guided-backprop", "deconvnet")
+from cnnpipe.explain.names import METHODS, Method
+
 RECTIFIERS = (nn.ReLU, nn.GELU)
 
 

@@ -17,8 +17,9 @@ import torch
 from cnnpipe import __version__, paths
 from cnnpipe.data.color import hwc_to_nchw, to_float
 from cnnpipe.data.images import center_square, center_square_rgb, encode_png, encode_png_stored
-from cnnpipe.dream.backbones import DEFAULT_LAYER, Backbone, BackboneError, load_backbone
+from cnnpipe.dream.backbones import Backbone, BackboneError, load_backbone
 from cnnpipe.dream.engine import DreamError, DreamParams, ProgressCallback, dream, validate
+from cnnpipe.dream.names import DEFAULT_LAYER
 from cnnpipe.dream.presets import PRESETS, DreamRequest, dream_params
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.explain.attribution import default_layer, gradcam
