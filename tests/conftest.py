@@ -93,9 +93,10 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory, tiny_archives) -> Repro
 
 @pytest.fixture(scope="session")
 def served_models(tmp_path_factory: pytest.TempPathFactory, reproduced: Reproduced) -> Path:
-    """A copy of models/ of the tiny `dvc repro`: ONNX exports plus the PyTorch checkpoints. Servers
-    started on it write their logs beside it, so it is not in a repo."""
-    return Path(shutil.copytree(reproduced.repo / "models", tmp_path_factory.mktemp("served") / "models"))
+    """models/ (ONNX exports plus the PyTorch checkpoints) of a copy of the tiny `dvc repro`'s repo:
+    servers started on it write their logs beside it, and tests read the run's commit and metrics
+    there (``served_models.parent``) or build a Bento from it."""
+    return reproduced.copy_to(tmp_path_factory.mktemp("served") / "repo") / "models"
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
