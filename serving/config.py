@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from cnnpipe import paths
-from cnnpipe.dream.backbones import TORCHVISION_BACKBONES
+from cnnpipe.dream.names import TORCHVISION_BACKBONES
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.serve.auth import load_token
 from cnnpipe.serve.backends import resolve
