@@ -22,12 +22,28 @@ from cnnpipe.serve.memory import limit_malloc_arenas
 from cnnpipe.serve.model_check import check_models
 from serving.replica_ids import valid_replica_id
 
+
+def _int_setting(name: str, default: int, least: int) -> int:
+    """An integer setting from the environment, at least ``least``; anything else stops the start."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < least:
+        sys.exit(f"error: {name}={text!r}: use a whole number, at least {least}")
+    return int(text)
+
+
 limit_malloc_arenas()  # in the worker, before its request threads exist (see cnnpipe.serve.memory)
 
 MODELS_DIR = Path(os.environ.get("CNNPIPE_MODELS_DIR", str(paths.MODELS))).resolve()
-# ONNX Runtime / torch threads per worker: all cores but one, which is left to the HTTP event loop.
-THREADS = int(os.environ.get("CNNPIPE_THREADS", str(max(1, (os.cpu_count() or 2) - 1))))
-TASK_QUEUE = int(os.environ.get("CNNPIPE_DREAM_QUEUE", "2"))  # DeepDream and style-transfer tasks admitted at once
+# BentoML worker processes: each loads the models and runs its own event loop and model calls.
+WORKERS = _int_setting("CNNPIPE_WORKERS", 1, least=1)
+# ONNX Runtime / torch threads per worker: the cores but one (left to the HTTP event loops), shared
+# among the workers.
+THREADS = _int_setting("CNNPIPE_THREADS", max(1, ((os.cpu_count() or 2) - 1) // WORKERS), least=0)
+# Requests one keep-alive connection carries before the answer closes it (serving/keepalive.py); 0: no cap.
+KEEPALIVE_REQUESTS = _int_setting("CNNPIPE_KEEPALIVE_REQUESTS", 100, least=0)
+TASK_QUEUE = _int_setting("CNNPIPE_DREAM_QUEUE", 2, least=0)  # DeepDream and style-transfer tasks admitted at once
 # Features for DeepDream and style transfer: the trained classifier, or a torchvision net whose
 # ImageNet weights are in torch's cache (servers never download).
 DREAM_BACKBONE = os.environ.get("CNNPIPE_DREAM_BACKBONE", "classifier")

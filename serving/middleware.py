@@ -1,4 +1,5 @@
-"""ASGI middleware of the HTTP service (outermost first, as ``service.py`` adds them):
+"""ASGI middleware of the HTTP service (outermost first, as ``service.py`` adds them, all inside
+:class:`serving.keepalive.KeepAliveLimit`):
 
 - :class:`ErrorBodies`: every error answers ``{"error": "<one line>"}``, the one shape the OpenAPI
   document declares, whoever produced it (BentoML's validation, our checks, the framework);
@@ -7,7 +8,7 @@
   reads them;
 - :class:`BearerAuth`: the optional token (:mod:`cnnpipe.serve.auth`);
 - :class:`TaskQueueLimit`: the DeepDream task queue bound (429 with ``Retry-After``), before any
-  body is read, so a flood of submissions costs no memory;
+  body is read, so a flood of submissions costs no memory; one bound for all the workers;
 - :class:`UploadGuard`: what BentoML would answer with a 500 (oversized bodies, a multipart body
   that does not parse or is over the form limits, a file outside ``image``), a JSON endpoint sent
   anything but JSON (415), and ``image`` sent as anything but a multipart file, which BentoML
@@ -31,6 +32,7 @@ from starlette.responses import JSONResponse
 
 from cnnpipe.serve.auth import REFUSAL, authorized
 from cnnpipe.serve.limits import Limits
+from serving.task_slots import TaskSlots
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -443,24 +445,23 @@ async def _read_all(receive: Any) -> bytes:
 
 
 class TaskQueueLimit:
-    """At most ``limit`` DeepDream tasks admitted (running or waiting) across ``paths``; more → 429.
+    """At most ``slots.limit`` DeepDream and style-transfer tasks admitted (running or waiting)
+    across ``paths`` and every worker of the server (:class:`~serving.task_slots.TaskSlots`);
+    more → 429.
 
     A ``/submit`` call's ASGI cycle lasts until its background task ends (and a synchronous call's
-    until it answers), so counting them counts the tasks held in memory.
+    until it answers), so holding a slot for the cycle holds it for the task in memory.
     """
 
-    def __init__(self, app: Any, limit: int, paths: tuple[str, ...]) -> None:
-        self.app, self.limit, self.paths, self.admitted = app, limit, paths, 0
+    def __init__(self, app: Any, slots: TaskSlots, paths: tuple[str, ...]) -> None:
+        self.app, self.slots, self.paths = app, slots, paths
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             return await self.app(scope, receive, send)
-        if self.admitted >= self.limit:
-            message = f"task queue is full ({self.limit} DeepDream and style-transfer tasks); retry later"
-            response = refusal(scope, 429, message, headers={"Retry-After": "10"})
-            return await response(scope, receive, send)
-        self.admitted += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.admitted -= 1
+        with self.slots.take() as admitted:
+            if admitted:
+                return await self.app(scope, receive, send)
+        message = f"task queue is full ({self.slots.limit} DeepDream and style-transfer tasks); retry later"
+        response = refusal(scope, 429, message, headers={"Retry-After": "10"})
+        return await response(scope, receive, send)

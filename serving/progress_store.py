@@ -1,38 +1,93 @@
-"""DeepDream task progress, per worker process: task id → octave, step, fraction, done.
+"""DeepDream and style-transfer task progress: task id → octave, step, fraction, done, cancel flag.
 
-Bounded: the oldest entries go first (task results themselves live in BentoML's result store).
+Shared by every worker process of one server: a task runs in the worker that accepted it, but its
+``/…_progress`` and ``/…_cancel`` calls reach whichever worker the connection landed on. So the
+state lives in a SQLite file (WAL: readers never wait for the running task's writes) beside
+BentoML's own task results (``task_result.db`` under ``BENTOML_HOME``, likewise shared), and a
+cancel written by one worker is read by the running task at its next step. SQLite is in the
+standard library and is what BentoML itself uses for this job, so it adds no dependency and no
+server to run.
+
+Bounded: past ``capacity`` tasks the least recently updated go first (the results themselves live
+in BentoML's result store).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sqlite3
 import threading
-from collections import OrderedDict
+import time
+from pathlib import Path
 from typing import Any
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS progress (task_id TEXT PRIMARY KEY, state TEXT NOT NULL, touched INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS progress_touched ON progress (touched)",
+)
+# One statement: a worker's update merges into what another worker wrote (the cancel flag).
+UPSERT = (
+    "INSERT INTO progress (task_id, state, touched) VALUES (?, ?, ?) ON CONFLICT (task_id) "
+    "DO UPDATE SET state = json_patch(progress.state, excluded.state), touched = excluded.touched"
+)
+PRUNE = "DELETE FROM progress WHERE touched < (SELECT touched FROM progress ORDER BY touched DESC LIMIT 1 OFFSET ?)"
 
 
 class ProgressStore:
-    def __init__(self, capacity: int = 1000) -> None:
-        self.capacity = capacity
-        self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._lock = threading.Lock()
+    """Task progress in the SQLite file ``path``, shared by the processes that open it; ``None``:
+    in memory, this process only (a server with one worker, or a test)."""
+
+    def __init__(self, path: Path | None, capacity: int = 1000) -> None:
+        self.path, self.capacity = path, capacity
+        self._lock = threading.Lock()  # one connection per process, used from the request threads
+        self._connection: sqlite3.Connection | None = None
+
+    def reset(self) -> None:
+        """Forget every task: a server starting anew (its BentoML task results are cleared too)."""
+        self.close()
+        if self.path is not None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None:
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit: each statement is its own transaction; 30 s for another worker's write lock.
+            db = sqlite3.connect(self.path or ":memory:", timeout=30, isolation_level=None, check_same_thread=False)
+            with contextlib.suppress(sqlite3.OperationalError):  # another worker may be switching it right now
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # progress, not a ledger: no fsync per step
+            for statement in SCHEMA:
+                db.execute(statement)
+            self._connection = db
+        return self._connection
 
     def update(self, task_id: str, **state: Any) -> None:
         with self._lock:
-            self._entries.setdefault(task_id, {}).update(state)
-            self._entries.move_to_end(task_id)
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+            db = self._db()
+            db.execute(UPSERT, (task_id, json.dumps(state), time.time_ns()))
+            db.execute(PRUNE, (self.capacity - 1,))
 
     def cancel(self, task_id: str) -> None:
         """Ask a running task to stop; it does at its next step (DeepDream checks after each)."""
         self.update(task_id, cancel_requested=True)
 
     def cancel_requested(self, task_id: str) -> bool:
-        with self._lock:
-            return bool(self._entries.get(task_id, {}).get("cancel_requested"))
+        return bool(self._state(task_id).get("cancel_requested"))
 
     def get(self, task_id: str) -> dict[str, Any]:
         """The task's state, or that of a task not started yet (fraction 0, not done)."""
+        return {"task_id": task_id, "fraction": 0.0, "done": False, **self._state(task_id)}
+
+    def _state(self, task_id: str) -> dict[str, Any]:
         with self._lock:
-            state = dict(self._entries.get(task_id, {}))
-        return {"task_id": task_id, "fraction": 0.0, "done": False, **state}
+            row = self._db().execute("SELECT state FROM progress WHERE task_id = ?", (task_id,)).fetchone()
+        return json.loads(row[0]) if row else {}

@@ -1,7 +1,8 @@
 """Task ids that name their replica, so a load balancer can send a task's calls back to it.
 
 DeepDream and style-transfer tasks live in the replica that accepted them (BentoML's result
-store and ``serving.progress_store`` are per process). With ``CNNPIPE_REPLICA_ID=http1`` every
+store and ``serving.progress_store`` are files under the replica's ``BENTOML_HOME``, shared by its
+workers only). With ``CNNPIPE_REPLICA_ID=http1`` every
 task id this replica hands out reads ``http1.<BentoML's id>``, in the submit answer and every
 answer that carries a ``task_id``; incoming ids lose the prefix before BentoML and the service
 see them. ``deploy/haproxy/haproxy.cfg`` routes on it: the ``task_id`` query parameter (status,

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import anyio
 import bentoml
 import numpy as np
+from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
 from pydantic import AfterValidator, Field, ValidatorFunctionWrapHandler, WrapValidator
@@ -39,6 +40,7 @@ from serving.config import (
     BATCHING,
     DREAM_BACKBONE,
     INPUT_SIZE,
+    KEEPALIVE_REQUESTS,
     LIMITS,
     MODELS_DIR,
     REPLICA_ID,
@@ -47,8 +49,10 @@ from serving.config import (
     TASK_QUEUE,
     THREADS,
     TOKEN,
+    WORKERS,
 )
 from serving.forms import DreamFields, StyleFields, dream_form, style_form
+from serving.keepalive import KeepAliveLimit
 from serving.middleware import (
     TASK_ROUTES,
     BearerAuth,
@@ -60,6 +64,7 @@ from serving.middleware import (
 )
 from serving.progress_store import ProgressStore
 from serving.replica_ids import ReplicaTaskIds
+from serving.task_slots import TaskSlots
 
 # DeepDream jobs by endpoint and outcome (succeeded, refused, cancelled, failed), beside BentoML's
 # request counts by endpoint and status code, on /metrics.
@@ -108,7 +113,10 @@ ClassifierUpload = Annotated[Path, WrapValidator(_upload_bytes), AfterValidator(
 # in the OpenAPI schema as image/png.
 PNG = Annotated[Path, ContentType("image/png")]
 
-progress_store = ProgressStore()
+# Task state every worker of this server shares, beside BentoML's task results (under BENTOML_HOME).
+TASK_STATE = Path(BentoMLContainer.bentoml_home.get()) / "cnnpipe-tasks"
+progress_store = ProgressStore(TASK_STATE / "progress.db")
+task_slots = TaskSlots(TASK_STATE / "slots", TASK_QUEUE)
 PLAN_FIELDS = ("layers", "channels", "octaves", "octave_scale", "steps", "lr", "jitter", "smoothing", "seed")
 
 
@@ -126,12 +134,18 @@ UI = StaticFiles(directory=Path(__file__).with_name("ui"), html=True)
 
 @bentoml.asgi_app(UI, path="/ui", name="ui")
 @bentoml.service(
-    workers=1,
+    workers=WORKERS,
     threads=4,
     traffic={"timeout": 300, "max_concurrency": 128},
 )
 class Cnnpipe:
     """Classification, super-resolution and DeepDream from the pipeline's exported models."""
+
+    @bentoml.on_deployment
+    def _fresh_task_state() -> None:
+        """Once per start, before any worker: no progress of an earlier run's tasks (BentoML
+        clears its task results here too)."""
+        progress_store.reset()
 
     def __init__(self) -> None:
         logs.install()  # here, in the worker, after BentoML has configured its logging
@@ -243,13 +257,15 @@ class Cnnpipe:
         task_id = getattr(ctx.request.state, "task_id", None)
         return self._dream(*dream_form(fields), task=True, task_id=task_id)  # type: ignore[return-value]
 
+    # The progress and cancel endpoints are sync (BentoML's threads): SQLite may wait for another
+    # worker's write, which must not hold up the event loop.
     @bentoml.api(route="/deepdream_progress")
-    async def deepdream_progress(self, task_id: str) -> dict:
+    def deepdream_progress(self, task_id: str) -> dict:
         """Progress of a DeepDream task: octave, step, fraction (0..1), done."""
         return progress_store.get(task_id)
 
     @bentoml.api(route="/deepdream_cancel")
-    async def deepdream_cancel(self, task_id: str) -> dict:
+    def deepdream_cancel(self, task_id: str) -> dict:
         """Stop a DeepDream task: it ends at its next step (its status becomes failure, its
         /deepdream_progress says ``cancelled``). Returns the task's progress as it stands."""
         progress_store.cancel(task_id)
@@ -284,12 +300,12 @@ class Cnnpipe:
         return self._job("style_transfer", STYLES, run, task_id)  # type: ignore[return-value]
 
     @bentoml.api(route="/style_transfer_progress")
-    async def style_transfer_progress(self, task_id: str) -> dict:
+    def style_transfer_progress(self, task_id: str) -> dict:
         """Progress of a style-transfer task: step, fraction (0..1), done."""
         return progress_store.get(task_id)
 
     @bentoml.api(route="/style_transfer_cancel")
-    async def style_transfer_cancel(self, task_id: str) -> dict:
+    def style_transfer_cancel(self, task_id: str) -> dict:
         """Stop a style-transfer task at its next step (as /deepdream_cancel)."""
         progress_store.cancel(task_id)
         return progress_store.get(task_id)
@@ -307,10 +323,11 @@ class Cnnpipe:
 
 
 # Outermost first (see serving/middleware.py).
+Cnnpipe.add_asgi_middleware(KeepAliveLimit, requests=KEEPALIVE_REQUESTS)
 Cnnpipe.add_asgi_middleware(ErrorBodies)
 Cnnpipe.add_asgi_middleware(RequestLimits, limits=LIMITS)
 Cnnpipe.add_asgi_middleware(BearerAuth, token=TOKEN)
-Cnnpipe.add_asgi_middleware(TaskQueueLimit, limit=TASK_QUEUE, paths=tuple(TASK_ROUTES))  # before any body is read
+Cnnpipe.add_asgi_middleware(TaskQueueLimit, slots=task_slots, paths=tuple(TASK_ROUTES))  # before any body is read
 Cnnpipe.add_asgi_middleware(UploadGuard, limits=LIMITS)
 if REPLICA_ID:  # inside UploadGuard: the JSON bodies it buffers are already capped
     Cnnpipe.add_asgi_middleware(ReplicaTaskIds, replica=REPLICA_ID)

@@ -414,6 +414,9 @@ def test_missing_models_stop_the_server_with_one_line(tmp_path) -> None:
     [
         ("CNNPIPE_DREAM_BACKBONE", "alexnet", "CNNPIPE_DREAM_BACKBONE='alexnet': choose classifier or one of vgg19"),
         ("CNNPIPE_BATCHING", "auto", "CNNPIPE_BATCHING='auto': choose on or off"),
+        ("CNNPIPE_WORKERS", "0", "CNNPIPE_WORKERS='0': use a whole number, at least 1"),
+        ("CNNPIPE_KEEPALIVE_REQUESTS", "lots", "CNNPIPE_KEEPALIVE_REQUESTS='lots': use a whole number, at least 0"),
+        ("CNNPIPE_DREAM_QUEUE", "-1", "CNNPIPE_DREAM_QUEUE='-1': use a whole number, at least 0"),
     ],
 )
 def test_a_bad_setting_stops_the_server_with_one_line(served_models, name: str, value: str, message: str) -> None:
