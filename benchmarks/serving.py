@@ -6,8 +6,9 @@ Starts `bentoml serve` and `cnnpipe serve-grpc` on 127.0.0.1 from the given expo
 drives them with an asyncio load client at concurrency 1, 8 and 32 (the client shares the
 machine's cores with the server, as a sidecar would), and measures the inference core in-process
 on the same cores. The HTTP `/noop` endpoint takes the same upload and does nothing: the
-framework's floor. A second HTTP server serves classify with the other `CNNPIPE_BATCHING` setting
-(by default: micro-batching off) beside it. Prints p50/p99 latency and throughput per cell, the
+framework's floor. The HTTP server runs `--workers` BentoML workers (`CNNPIPE_WORKERS`, default 2
+here); a second HTTP server serves classify on one worker beside it (with `--workers 1`: with the
+other `CNNPIPE_BATCHING` setting). Prints p50/p99 latency and throughput per cell, the
 CPU each request cost the server and the load client and how busy the machine was, then checks
 the targets:
 served classify throughput at each concurrency above 1 ≥ 80% of min(in-process batched, no-op), and
@@ -50,14 +51,17 @@ CpuClock = Callable[[], float]
 
 def server_cpu(port: int) -> CpuClock:
     """The CPU clock of the server listening on ``port``: the processes holding its listening
-    socket (BentoML's arbiter passes it to its workers) and all their children."""
+    socket (BentoML's arbiter passes it to its workers) and all their children. Each process is
+    asked for its own sockets: the system-wide table names one holder per socket, which with two
+    workers counted one worker's CPU and not the other's."""
     import psutil
 
-    holders = {
-        c.pid
-        for c in psutil.net_connections("tcp")
-        if c.status == psutil.CONN_LISTEN and c.laddr.port == port and c.pid
-    }
+    def listens(proc: psutil.Process) -> bool:
+        with contextlib.suppress(psutil.Error):
+            return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in proc.net_connections("tcp"))
+        return False
+
+    holders = {proc.pid for proc in psutil.process_iter() if listens(proc)}
     if not holders:
         raise RuntimeError(f"no process listens on port {port}")
 
@@ -241,7 +245,10 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=ROOT / "models")
     parser.add_argument("--seconds", type=float, default=8.0, help="per cell")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="ONNX Runtime threads")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="the HTTP server's CNNPIPE_WORKERS; classify on one worker is beside it"
+    )
+    parser.add_argument("--threads", type=int, help="ONNX Runtime threads per worker (default: as the service)")
     parser.add_argument("--sr-size", type=int, default=64, help="side of the super-resolution input")
     parser.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp", help="HTTP load client")
     parser.add_argument(
@@ -253,6 +260,8 @@ def main() -> None:
     args = parser.parse_args()
     models = args.models.resolve()
     cores = os.cpu_count() or 1
+    if args.threads is None:  # serving/config.py's default: the cores but one, shared among the workers
+        args.threads = max(1, (cores - 1) // args.workers)
     scale = min(int(p.stem.removeprefix("sr_x")) for p in models.glob("sr_x*.onnx"))
     image, sr_image = png(32, 32), png(args.sr_size, args.sr_size, seed=1)
 
@@ -260,7 +269,7 @@ def main() -> None:
     print(f"models {models}; classify input 32×32 PNG; super_resolve {args.sr_size}×{args.sr_size} ×{scale}")
     print(
         f"HTTP load client: {args.client}; gRPC load client: grpc.aio; ONNX Runtime threads {args.threads}; "
-        f"HTTP CNNPIPE_BATCHING={args.batching}"
+        f"HTTP CNNPIPE_WORKERS={args.workers} CNNPIPE_BATCHING={args.batching}"
     )
     local = in_process(models, image, sr_image, scale, args.seconds, args.threads)
     threads = str(args.threads)
@@ -270,11 +279,17 @@ def main() -> None:
         ("HTTP super_resolve", "/super_resolve", sr_image, {"scale": str(scale)}),
     ]
     levels, seconds = args.concurrency, args.seconds
-    with bentoml_server(models, CNNPIPE_THREADS=threads, CNNPIPE_BATCHING=args.batching) as base:
+    served = {"CNNPIPE_THREADS": threads, "CNNPIPE_BATCHING": args.batching, "CNNPIPE_WORKERS": str(args.workers)}
+    with bentoml_server(models, **served) as base:
         cells = asyncio.run(http_cells(base, routes, levels, seconds, args.client))
-    other = {"on": "off", "off": "on"}[args.batching]  # the other way to serve classify, beside it
-    with bentoml_server(models, CNNPIPE_THREADS=threads, CNNPIPE_BATCHING=other) as base:
-        beside: list[Route] = [(f"HTTP classify, batching {other}", "/classify", image, {})]
+    # Beside it, classify served the other way: on one worker, or (with one already) the other batching.
+    if args.workers != 1:
+        name, other = "HTTP classify, 1 worker", {"CNNPIPE_WORKERS": "1", "CNNPIPE_THREADS": str(max(1, cores - 1))}
+    else:
+        batching = {"on": "off", "off": "on"}[args.batching]
+        name, other = f"HTTP classify, batching {batching}", {"CNNPIPE_BATCHING": batching}
+    with bentoml_server(models, **{**served, **other}) as base:
+        beside: list[Route] = [(name, "/classify", image, {})]
         cells |= asyncio.run(http_cells(base, beside, levels, seconds, args.client))
     with grpc_server(
         models, "--threads", threads, "--workers", str(max(args.concurrency)), CNNPIPE_THREADS=threads

@@ -65,3 +65,47 @@ def test_a_port_nobody_listens_on_is_an_error() -> None:
         port = s.getsockname()[1]
         with pytest.raises(RuntimeError, match=f"no process listens on port {port}"):
             serving_bench.server_cpu(port)
+
+
+# Two sibling processes share one listening socket, as BentoML's workers do; their parent closes
+# its copy. Each spins 0.6 s of CPU on "go" and says so.
+SHARED = f"""
+import socket, subprocess, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+code = ("import socket, sys\\nsock = socket.socket(fileno=int(sys.argv[1]))\\ninput()\\n"
+        + {SPIN!r} + "print('spun', flush=True)\\ninput()")
+kids = [subprocess.Popen([sys.executable, "-c", code, str(s.fileno())], pass_fds=[s.fileno()],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+port = s.getsockname()[1]
+s.close()
+print(port, flush=True)
+sys.stdin.readline()
+for kid in kids:
+    kid.stdin.write("go\\n"); kid.stdin.flush()
+for kid in kids:
+    kid.stdout.readline()
+print("spun", flush=True)
+sys.stdin.readline()
+for kid in kids:
+    kid.communicate("\\n")
+"""
+
+
+def test_the_server_clock_counts_every_process_sharing_the_listening_socket() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", SHARED], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        port = int(proc.stdout.readline())
+        time.sleep(1)  # the children are listening by now (they hold the socket from their start)
+        clock = serving_bench.server_cpu(port)
+        before = clock()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "spun\n"
+        assert 1.1 < clock() - before < 1.6  # both siblings' 0.6 s, not one's
+    finally:
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        proc.wait(timeout=30)
