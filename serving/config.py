@@ -28,7 +28,7 @@ def _int_setting(name: str, default: int, least: int) -> int:
     text = os.environ.get(name, "").strip()
     if not text:
         return default
-    if not text.isdigit() or int(text) < least:
+    if not (text.isascii() and text.isdigit()) or int(text) < least:
         sys.exit(f"error: {name}={text!r}: use a whole number, at least {least}")
     return int(text)
 

@@ -29,7 +29,9 @@ class KeepAliveLimit:
     """ASGI middleware: the ``requests``-th answer on a connection carries ``Connection: close``.
 
     A connection is its client address and port (uvicorn's ``scope["client"]``), which is unique
-    among the connections open to one worker. ``requests`` 0 turns the cap off.
+    among the connections open to one worker. A request a local proxy forwarded with
+    ``X-Forwarded-For`` has port 0 there (uvicorn puts the forwarded address in its place) and is
+    not counted: its connection cannot be told apart. ``requests`` 0 turns the cap off.
     """
 
     def __init__(self, app: ASGIApp, requests: int) -> None:
@@ -38,7 +40,7 @@ class KeepAliveLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client")
-        if self.requests <= 0 or scope["type"] != "http" or not client:
+        if self.requests <= 0 or scope["type"] != "http" or not client or not client[1]:
             await self.app(scope, receive, send)
             return
         key = (str(client[0]), int(client[1]))

@@ -18,7 +18,6 @@ import contextlib
 import json
 import sqlite3
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +25,11 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS progress (task_id TEXT PRIMARY KEY, state TEXT NOT NULL, touched INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS progress_touched ON progress (touched)",
 )
-# One statement: a worker's update merges into what another worker wrote (the cancel flag).
+# One statement: a worker's update merges into what another worker wrote (the cancel flag), and
+# ``touched`` counts updates across the workers (not a clock, which could step back).
 UPSERT = (
-    "INSERT INTO progress (task_id, state, touched) VALUES (?, ?, ?) ON CONFLICT (task_id) "
+    "INSERT INTO progress (task_id, state, touched) "
+    "VALUES (?, ?, (SELECT coalesce(max(touched), 0) + 1 FROM progress)) ON CONFLICT (task_id) "
     "DO UPDATE SET state = json_patch(progress.state, excluded.state), touched = excluded.touched"
 )
 PRUNE = "DELETE FROM progress WHERE touched < (SELECT touched FROM progress ORDER BY touched DESC LIMIT 1 OFFSET ?)"
@@ -73,7 +74,7 @@ class ProgressStore:
     def update(self, task_id: str, **state: Any) -> None:
         with self._lock:
             db = self._db()
-            db.execute(UPSERT, (task_id, json.dumps(state), time.time_ns()))
+            db.execute(UPSERT, (task_id, json.dumps(state)))
             db.execute(PRUNE, (self.capacity - 1,))
 
     def cancel(self, task_id: str) -> None:

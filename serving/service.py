@@ -257,19 +257,20 @@ class Cnnpipe:
         task_id = getattr(ctx.request.state, "task_id", None)
         return self._dream(*dream_form(fields), task=True, task_id=task_id)  # type: ignore[return-value]
 
-    # The progress and cancel endpoints are sync (BentoML's threads): SQLite may wait for another
-    # worker's write, which must not hold up the event loop.
+    # The progress and cancel endpoints read and write SQLite on a thread of their own (asyncio's
+    # default pool): a write may wait for another worker's, which must not hold up the event loop,
+    # and BentoML's own threads (4) can all be busy with long jobs, which must not hold up a cancel.
     @bentoml.api(route="/deepdream_progress")
-    def deepdream_progress(self, task_id: str) -> dict:
+    async def deepdream_progress(self, task_id: str) -> dict:
         """Progress of a DeepDream task: octave, step, fraction (0..1), done."""
-        return progress_store.get(task_id)
+        return await asyncio.to_thread(progress_store.get, task_id)
 
     @bentoml.api(route="/deepdream_cancel")
-    def deepdream_cancel(self, task_id: str) -> dict:
+    async def deepdream_cancel(self, task_id: str) -> dict:
         """Stop a DeepDream task: it ends at its next step (its status becomes failure, its
         /deepdream_progress says ``cancelled``). Returns the task's progress as it stands."""
-        progress_store.cancel(task_id)
-        return progress_store.get(task_id)
+        await asyncio.to_thread(progress_store.cancel, task_id)
+        return await asyncio.to_thread(progress_store.get, task_id)
 
     @bentoml.api(input_spec=StyleFields)
     def style_transfer_check(self, **fields: Any) -> dict:
@@ -300,15 +301,15 @@ class Cnnpipe:
         return self._job("style_transfer", STYLES, run, task_id)  # type: ignore[return-value]
 
     @bentoml.api(route="/style_transfer_progress")
-    def style_transfer_progress(self, task_id: str) -> dict:
+    async def style_transfer_progress(self, task_id: str) -> dict:
         """Progress of a style-transfer task: step, fraction (0..1), done."""
-        return progress_store.get(task_id)
+        return await asyncio.to_thread(progress_store.get, task_id)
 
     @bentoml.api(route="/style_transfer_cancel")
-    def style_transfer_cancel(self, task_id: str) -> dict:
+    async def style_transfer_cancel(self, task_id: str) -> dict:
         """Stop a style-transfer task at its next step (as /deepdream_cancel)."""
-        progress_store.cancel(task_id)
-        return progress_store.get(task_id)
+        await asyncio.to_thread(progress_store.cancel, task_id)
+        return await asyncio.to_thread(progress_store.get, task_id)
 
     @bentoml.api(route="/metadata")
     async def metadata(self) -> dict:
