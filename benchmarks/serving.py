@@ -34,7 +34,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cnnpipe.device import describe_hardware  # noqa: E402
+from cnnpipe.device import default_threads, describe_hardware  # noqa: E402
 from serving.launch import bentoml_server, grpc_server  # noqa: E402
 
 
@@ -260,8 +260,8 @@ def main() -> None:
     args = parser.parse_args()
     models = args.models.resolve()
     cores = os.cpu_count() or 1
-    if args.threads is None:  # serving/config.py's default: the cores but one, shared among the workers
-        args.threads = max(1, (cores - 1) // args.workers)
+    if args.threads is None:  # the service's default (serving/config.py)
+        args.threads = default_threads(args.workers)
     scale = min(int(p.stem.removeprefix("sr_x")) for p in models.glob("sr_x*.onnx"))
     image, sr_image = png(32, 32), png(args.sr_size, args.sr_size, seed=1)
 
@@ -284,7 +284,7 @@ def main() -> None:
         cells = asyncio.run(http_cells(base, routes, levels, seconds, args.client))
     # Beside it, classify served the other way: on one worker, or (with one already) the other batching.
     if args.workers != 1:
-        name, other = "HTTP classify, 1 worker", {"CNNPIPE_WORKERS": "1", "CNNPIPE_THREADS": str(max(1, cores - 1))}
+        name, other = "HTTP classify, 1 worker", {"CNNPIPE_WORKERS": "1", "CNNPIPE_THREADS": str(default_threads(1))}
     else:
         batching = {"on": "off", "off": "on"}[args.batching]
         name, other = f"HTTP classify, batching {batching}", {"CNNPIPE_BATCHING": batching}

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from cnnpipe import paths
+from cnnpipe.device import default_threads
 from cnnpipe.dream.names import TORCHVISION_BACKBONES
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.serve.auth import load_token
@@ -24,26 +25,18 @@ from serving.replica_ids import valid_replica_id
 
 
 def _int_setting(name: str, default: int, least: int) -> int:
-    """An integer setting from the environment, at least ``least``; anything else stops the start."""
+    """An integer setting from the environment, at least ``least`` (unset or empty: ``default``)."""
     text = os.environ.get(name, "").strip()
     if not text:
         return default
     if not (text.isascii() and text.isdigit()) or int(text) < least:
-        sys.exit(f"error: {name}={text!r}: use a whole number, at least {least}")
+        raise CnnpipeError(f"{name}={text!r}: use a whole number, at least {least}")
     return int(text)
 
 
 limit_malloc_arenas()  # in the worker, before its request threads exist (see cnnpipe.serve.memory)
 
 MODELS_DIR = Path(os.environ.get("CNNPIPE_MODELS_DIR", str(paths.MODELS))).resolve()
-# BentoML worker processes: each loads the models and runs its own event loop and model calls.
-WORKERS = _int_setting("CNNPIPE_WORKERS", 1, least=1)
-# ONNX Runtime / torch threads per worker: the cores but one (left to the HTTP event loops), shared
-# among the workers.
-THREADS = _int_setting("CNNPIPE_THREADS", max(1, ((os.cpu_count() or 2) - 1) // WORKERS), least=0)
-# Requests one keep-alive connection carries before the answer closes it (serving/keepalive.py); 0: no cap.
-KEEPALIVE_REQUESTS = _int_setting("CNNPIPE_KEEPALIVE_REQUESTS", 100, least=0)
-TASK_QUEUE = _int_setting("CNNPIPE_DREAM_QUEUE", 2, least=0)  # DeepDream and style-transfer tasks admitted at once
 # Features for DeepDream and style transfer: the trained classifier, or a torchvision net whose
 # ImageNet weights are in torch's cache (servers never download).
 DREAM_BACKBONE = os.environ.get("CNNPIPE_DREAM_BACKBONE", "classifier")
@@ -58,6 +51,13 @@ BATCHING = os.environ.get("CNNPIPE_BATCHING", "on")
 REPLICA_ID = os.environ.get("CNNPIPE_REPLICA_ID", "")
 
 try:
+    # BentoML worker processes: each loads the models and runs its own event loop and model calls.
+    WORKERS = _int_setting("CNNPIPE_WORKERS", 1, least=1)
+    # ONNX Runtime / torch threads per worker (0: all cores; default: cnnpipe.device.default_threads).
+    THREADS = _int_setting("CNNPIPE_THREADS", default_threads(WORKERS), least=0)
+    # Requests one keep-alive connection carries before the answer closes it (serving/keepalive.py); 0: no cap.
+    KEEPALIVE_REQUESTS = _int_setting("CNNPIPE_KEEPALIVE_REQUESTS", 100, least=0)
+    TASK_QUEUE = _int_setting("CNNPIPE_DREAM_QUEUE", 2, least=0)  # DeepDream and style-transfer tasks admitted at once
     RUNTIME = resolve(BACKEND, DEVICE)  # first: a missing GPU stops the start before any model is opened
     LIMITS = Limits.from_env()
     if DREAM_BACKBONE not in ("classifier", *TORCHVISION_BACKBONES):

@@ -36,10 +36,9 @@ PRUNE = "DELETE FROM progress WHERE touched < (SELECT touched FROM progress ORDE
 
 
 class ProgressStore:
-    """Task progress in the SQLite file ``path``, shared by the processes that open it; ``None``:
-    in memory, this process only (a server with one worker, or a test)."""
+    """Task progress in the SQLite file ``path``, shared by the processes that open it."""
 
-    def __init__(self, path: Path | None, capacity: int = 1000) -> None:
+    def __init__(self, path: Path, capacity: int = 1000) -> None:
         self.path, self.capacity = path, capacity
         self._lock = threading.Lock()  # one connection per process, used from the request threads
         self._connection: sqlite3.Connection | None = None
@@ -47,9 +46,8 @@ class ProgressStore:
     def reset(self) -> None:
         """Forget every task: a server starting anew (its BentoML task results are cleared too)."""
         self.close()
-        if self.path is not None:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:
@@ -59,10 +57,9 @@ class ProgressStore:
 
     def _db(self) -> sqlite3.Connection:
         if self._connection is None:
-            if self.path is not None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             # Autocommit: each statement is its own transaction; 30 s for another worker's write lock.
-            db = sqlite3.connect(self.path or ":memory:", timeout=30, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             with contextlib.suppress(sqlite3.OperationalError):  # another worker may be switching it right now
                 db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # progress, not a ledger: no fsync per step
@@ -77,9 +74,11 @@ class ProgressStore:
             db.execute(UPSERT, (task_id, json.dumps(state)))
             db.execute(PRUNE, (self.capacity - 1,))
 
-    def cancel(self, task_id: str) -> None:
-        """Ask a running task to stop; it does at its next step (DeepDream checks after each)."""
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """Ask a running task to stop; it does at its next step (DeepDream checks after each).
+        Returns the task's state as it stands."""
         self.update(task_id, cancel_requested=True)
+        return self.get(task_id)
 
     def cancel_requested(self, task_id: str) -> bool:
         return bool(self._state(task_id).get("cancel_requested"))

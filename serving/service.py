@@ -269,8 +269,7 @@ class Cnnpipe:
     async def deepdream_cancel(self, task_id: str) -> dict:
         """Stop a DeepDream task: it ends at its next step (its status becomes failure, its
         /deepdream_progress says ``cancelled``). Returns the task's progress as it stands."""
-        await asyncio.to_thread(progress_store.cancel, task_id)
-        return await asyncio.to_thread(progress_store.get, task_id)
+        return await asyncio.to_thread(progress_store.cancel, task_id)
 
     @bentoml.api(input_spec=StyleFields)
     def style_transfer_check(self, **fields: Any) -> dict:
@@ -308,8 +307,7 @@ class Cnnpipe:
     @bentoml.api(route="/style_transfer_cancel")
     async def style_transfer_cancel(self, task_id: str) -> dict:
         """Stop a style-transfer task at its next step (as /deepdream_cancel)."""
-        await asyncio.to_thread(progress_store.cancel, task_id)
-        return await asyncio.to_thread(progress_store.get, task_id)
+        return await asyncio.to_thread(progress_store.cancel, task_id)
 
     @bentoml.api(route="/metadata")
     async def metadata(self) -> dict:

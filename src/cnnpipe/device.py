@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
 from cnnpipe.errors import ParamError
+
+
+def default_threads(workers: int = 1) -> int:
+    """Model threads per server worker: the cores but one (left to the event loops), shared among
+    ``workers`` worker processes; at least one."""
+    return max(1, ((os.cpu_count() or 2) - 1) // workers)
 
 
 def pick_device(name: str = "auto") -> torch.device:
