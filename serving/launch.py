@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from serving.process_tree import ProcessTree
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,10 +113,12 @@ def bentoml_server(
         environ = server_env(models, **{"BENTOML_HOME": str(models.parent / f"bentoml-home-{port}"), **env})
         if not models_env:
             environ.pop("CNNPIPE_MODELS_DIR")
-        # Its own process group: a worker BentoML restarted (after a crash or a kill) is stopped with it.
+        # Its own process group, and its workers (each in a session of its own) remembered: the stop
+        # reaches a worker BentoML restarted, or one that outlived its arbiter.
         proc = subprocess.Popen(
             command, cwd=cwd, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+        tree = ProcessTree(proc)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout
         while True:
@@ -132,7 +134,7 @@ def bentoml_server(
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                _stop_group(proc, grace=0)
+                tree.stop(grace=0)
                 raise RuntimeError("bentoml serve did not become ready")
             time.sleep(0.5)
         if proc.poll() is None:
@@ -140,23 +142,9 @@ def bentoml_server(
         log.close()
     else:
         raise RuntimeError("bentoml serve could not bind a free port in 5 attempts")
+    tree.remember()
     try:
         yield base
     finally:
-        _stop_group(proc, grace=30)
+        tree.stop(grace=30)
         log.close()
-
-
-def _stop_group(proc: subprocess.Popen, grace: float) -> None:
-    """SIGTERM to the server's process group, SIGKILL after ``grace`` seconds; then SIGKILL to
-    whatever of the group outlived its leader (a restarted worker can miss the arbiter's stop)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM if grace else signal.SIGKILL)
-    try:
-        proc.wait(timeout=grace or 10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)

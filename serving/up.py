@@ -8,13 +8,13 @@
 (``dvc.api.DVCFileSystem`` at the experiment's commit, from the local cache) into the git-ignored
 ``.serve/<sha>/``, so ``params.yaml``, ``dvc.lock`` and the workspace stay as they are. Then
 ``bentoml serve`` and ``cnnpipe serve-grpc`` start in their own process groups; Ctrl-C or SIGTERM
-stops both (SIGTERM, then SIGKILL after a grace period), and if either dies the other is stopped.
+stops both (SIGTERM, then SIGKILL after a grace period), and if either dies the other is stopped,
+and so is every worker the dead one started (BentoML's workers would otherwise keep the port).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import signal
@@ -28,6 +28,7 @@ from types import FrameType
 
 from cnnpipe import paths
 from cnnpipe.errors import CnnpipeError
+from serving.process_tree import ProcessTree
 
 REPO = Path(__file__).resolve().parents[1]
 SERVE_CACHE = Path(".serve")
@@ -142,8 +143,8 @@ def _ready(http_base: str, grpc_address: str) -> bool:
 
 
 class Servers:
-    """The two server processes, each the leader of its own process group (BentoML's workers and
-    any child go down with it)."""
+    """The two server processes, each the leader of its own process group, and what each started
+    (BentoML's workers sit in sessions of their own: see serving/process_tree.py)."""
 
     def __init__(self, models: Path, host: str, http_port: int, grpc_port: int) -> None:
         python = sys.executable
@@ -152,34 +153,33 @@ class Servers:
         http = [python, "-m", "bentoml", "serve", target, "--host", host, "--port", str(http_port)]
         grpc_ = [python, "-m", "cnnpipe.cli", "serve-grpc", "--models", str(models), "--host", host]
         grpc_ += ["--port", str(grpc_port)]
-        self.procs = {
-            "HTTP server (bentoml serve)": subprocess.Popen(http, cwd=REPO, env=env, start_new_session=True),
-            "gRPC server (cnnpipe serve-grpc)": subprocess.Popen(grpc_, cwd=REPO, env=env, start_new_session=True),
+        self.trees = {
+            "HTTP server (bentoml serve)": ProcessTree(
+                subprocess.Popen(http, cwd=REPO, env=env, start_new_session=True)
+            ),
+            "gRPC server (cnnpipe serve-grpc)": ProcessTree(
+                subprocess.Popen(grpc_, cwd=REPO, env=env, start_new_session=True)
+            ),
         }
 
     def exited(self) -> tuple[str, int] | None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                return name, proc.returncode
+        """The first server that exited, with its status; else ``None`` (and the trees re-read, so
+        a worker started since is known if its arbiter dies later)."""
+        for name, tree in self.trees.items():
+            if tree.proc.poll() is not None:
+                return name, tree.proc.returncode
+            tree.remember()
         return None
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            _signal_group(proc, signal.SIGTERM)
+        """SIGTERM to both, one shared grace period, then SIGKILL to whatever of either is left."""
+        for tree in self.trees.values():
+            tree.terminate()
         deadline = time.monotonic() + STOP_GRACE
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
-        for proc in self.procs.values():  # a worker left behind by a leader that exited first
-            _signal_group(proc, signal.SIGKILL)
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
-        os.killpg(proc.pid, sig)
+        for tree in self.trees.values():
+            tree.wait(deadline - time.monotonic())
+        for tree in self.trees.values():
+            tree.kill()
 
 
 class _Stop(Exception):

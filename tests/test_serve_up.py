@@ -204,3 +204,24 @@ def test_ctrl_c_stops_both_and_exits_zero(demo_repo: Path) -> None:
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_an_http_arbiter_killed_under_make_serve_takes_its_workers_and_the_grpc_server_along(
+    demo_repo: Path, served: MakeServe
+) -> None:
+    """The OOM killer's case: `bentoml serve` SIGKILLed. Its workers (each in a session of its own)
+    would keep the port; `make serve` says which server died and leaves no process behind."""
+    import psutil
+
+    from benchmarks.soak import listener_pid
+
+    served.wait_for("Ctrl-C (or SIGTERM) stops both.")
+    arbiter = psutil.Process(listener_pid(f"http://127.0.0.1:{served.http_port}"))
+    assert arbiter.children(), "no BentoML worker under the arbiter"
+    time.sleep(1)  # at least one of make serve's half-second looks at the tree
+    arbiter.kill()
+    assert served.proc.wait(timeout=90) != 0, served.output()[-3000:]
+    time.sleep(1)
+    assert "error: the HTTP server (bentoml serve) exited with status -9; stopping the other" in served.output()
+    assert _processes_mentioning(f"{demo_repo}/.serve") == []
+    assert "Traceback" not in served.output()
