@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import statistics
 import sys
 import tempfile
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ui import photo_png, untrained_models  # noqa: E402  # benchmarks/ui.py, beside this script
 
-from cnnpipe.device import describe_hardware  # noqa: E402
+from cnnpipe.device import default_threads, describe_hardware  # noqa: E402
 from serving.launch import bentoml_server  # noqa: E402
 
 
@@ -45,7 +44,7 @@ def main() -> None:
     parser.add_argument("--models", type=Path, help="exported models with classifier.pt (default: untrained)")
     parser.add_argument("--side", type=int, default=256)
     parser.add_argument("--requests", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    parser.add_argument("--threads", type=int, default=default_threads())
     args = parser.parse_args()
     print(describe_hardware())
     with tempfile.TemporaryDirectory() as scratch:

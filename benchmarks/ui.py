@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cnnpipe.data.cifar10 import CLASSES  # noqa: E402
-from cnnpipe.device import describe_hardware  # noqa: E402
+from cnnpipe.device import default_threads, describe_hardware  # noqa: E402
 from cnnpipe.export.onnx import SR_DYNAMIC_AXES, export  # noqa: E402
 from cnnpipe.models import integrity  # noqa: E402
 from cnnpipe.models.checkpoint import build_classifier, build_sr, save_checkpoint  # noqa: E402
@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--models", type=Path, help="exported models (default: default-size untrained nets)")
     parser.add_argument("--side", type=int, default=512, help="the uploaded image is side×side")
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="server threads")
+    parser.add_argument("--threads", type=int, default=default_threads(), help="server threads")
     args = parser.parse_args()
     chromium = os.environ.get("CNNPIPE_CHROMIUM") or shutil.which("chromium")
     if chromium is None:

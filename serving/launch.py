@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -110,7 +111,8 @@ def bentoml_server(
         command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", str(port)]
         # BentoML clears its task store and metrics folder under BENTOML_HOME when a server starts:
         # servers sharing one would wipe each other's tasks and /metrics (or fail to start).
-        environ = server_env(models, **{"BENTOML_HOME": str(models.parent / f"bentoml-home-{port}"), **env})
+        home = models.parent / f"bentoml-home-{port}"  # removed after the stop, unless the caller named one
+        environ = server_env(models, **{"BENTOML_HOME": str(home), **env})
         if not models_env:
             environ.pop("CNNPIPE_MODELS_DIR")
         # Its own process group, and its workers (each in a session of its own) remembered: the stop
@@ -148,3 +150,5 @@ def bentoml_server(
     finally:
         tree.stop(grace=30)
         log.close()
+        if "BENTOML_HOME" not in env:
+            shutil.rmtree(home, ignore_errors=True)

@@ -275,7 +275,10 @@ def test_deepdream_task_cancel_stops_it_at_the_next_step(http: httpx.Client) -> 
     assert state["error"].startswith("cancelled at octave") and state["fraction"] < 1
     metrics = http.get("/metrics").text
     assert 'cnnpipe_deepdream_jobs_total{endpoint="deepdream_task",outcome="cancelled"} 1.0' in metrics
-    assert _post(http, "/deepdream_task/submit", GOOD["rgb png"], steps=1).status_code == 200  # slot free
+    freed = _post(http, "/deepdream_task/submit", GOOD["rgb png"], steps=1)
+    assert freed.status_code == 200, freed.text  # the slot is free again
+    # run to its end, so the slot is free for whatever test runs next (with -k, any)
+    assert _wait(http, "deepdream_task", freed.json()["task_id"])[0] == "completed"
 
 
 def _post_style(http: httpx.Client, route: str, content: bytes, style: bytes, **fields: object) -> httpx.Response:
