@@ -267,3 +267,21 @@ def test_a_damaged_model_stops_the_server_with_one_line(
     assert str(models / file) in lines[0] and "`dvc pull`" in lines[0], lines[0]
     assert "dvc repro export_onnx export_sr" in lines[0], lines[0]
     print(f"{server} {damage} {file}: exit {rc} after {seconds:.1f} s: {lines[0]}")
+
+
+def test_a_model_is_read_once_for_its_check_and_its_metadata_and_again_once_rewritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = []
+    digest = hashlib.file_digest
+    monkeypatch.setattr(hashlib, "file_digest", lambda f, name: reads.append(f.name) or digest(f, name))
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"one")
+    first = integrity.sha256(model)
+    assert integrity.sha256(model) == first == hashlib.sha256(b"one").hexdigest()
+    assert len(reads) == 1
+    model.write_bytes(b"other")  # in place: the same inode, a new size (and mtime)
+    assert integrity.sha256(model) == hashlib.sha256(b"other").hexdigest()
+    (tmp_path / "new").write_bytes(b"one")
+    (tmp_path / "new").replace(model)  # an export's atomic replace: same bytes as the first, a new inode
+    assert integrity.sha256(model) == first and len(reads) == 3

@@ -11,6 +11,7 @@ metadata. The metadata names the model's task, so a file in the wrong place is t
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -32,9 +33,19 @@ class IntegrityError(CnnpipeError):
     """A hash record is unreadable or not in ``sha256sum`` format."""
 
 
+_HASHED: dict[tuple[int, int, int, int], str] = {}
+"""sha256 by (device, inode, size, mtime): a server checks each model against its record and then
+lists the hash in /metadata, reading the file once, not twice. A file rewritten (an export's
+atomic replace: a new inode; a copy over it: a new mtime) is hashed again."""
+
+
 def sha256(path: Path) -> str:
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        stat = os.fstat(f.fileno())
+        key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if key not in _HASHED:
+            _HASHED[key] = hashlib.file_digest(f, "sha256").hexdigest()
+        return _HASHED[key]
 
 
 def record_sha256(model: Path) -> Path:
