@@ -37,13 +37,10 @@ class ProcessTree:
         self.remember()
         self._signal_group(signal.SIGTERM)
 
-    def wait(self, timeout: float) -> bool:
-        """Whether the root exited within ``timeout`` seconds."""
-        try:
+    def wait(self, timeout: float) -> None:
+        """Up to ``timeout`` seconds for the root to exit (:meth:`kill` then deals with the rest)."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=max(0.0, timeout))
-        except subprocess.TimeoutExpired:
-            return False
-        return True
 
     def kill(self) -> None:
         """SIGKILL to the root's group and to every descendant seen that still runs; wait for them."""
