@@ -21,14 +21,15 @@ from serving.process_tree import ProcessTree
 
 # A parent that starts a SIGTERM-deaf worker in a new session (as circus does), prints its pid,
 # and exits on SIGTERM without stopping it: the worker a `killpg` on the parent never reaches.
+# Both handlers are in place before the pid is printed: on a loaded machine the test's SIGTERM
+# can follow the pid at once (CI saw the parent die of an unhandled SIGTERM, returncode -15).
 ARBITER = """
 import os, signal, subprocess, sys, time
-worker = subprocess.Popen(
-    [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"],
-    start_new_session=True,
-)
-print(worker.pid, flush=True)
 signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+deaf = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(600)"
+worker = subprocess.Popen([sys.executable, "-c", deaf], start_new_session=True, stdout=subprocess.PIPE, text=True)
+worker.stdout.readline()  # its SIGTERM is ignored from here on
+print(worker.pid, flush=True)
 time.sleep(600)
 """
 
