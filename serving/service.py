@@ -172,10 +172,17 @@ class Cnnpipe:
         return self.core.classify_arrays(batch, top_k=5)
 
     @bentoml.api
-    def super_resolve(self, image: Path, scale: Scale = DEFAULT_SCALE) -> PNG:  # type: ignore[valid-type]
-        """Upscale by one of the exported scales (see /metadata). Returns PNG; RGBA and greyscale kept."""
+    def super_resolve(
+        self,
+        image: Path,
+        scale: Scale = DEFAULT_SCALE,  # type: ignore[valid-type]
+        self_ensemble: bool = False,
+    ) -> PNG:
+        """Upscale by one of the exported scales (see /metadata). Returns PNG; RGBA and greyscale kept.
+        ``self_ensemble=true``: the mean over the 8 flips and rotations of the input (sharper, 8× the
+        compute, at most CNNPIPE_SR_SELF_ENSEMBLE_MAX_OUTPUT_PIXELS output pixels)."""
         try:
-            png, _, _ = self.core.super_resolve(image.read_bytes(), scale)
+            png, _, _ = self.core.super_resolve(image.read_bytes(), scale, self_ensemble)
         except RequestError as error:
             raise http_error(error) from None
         return _png(png)  # type: ignore[return-value]  # a Response is returned as is

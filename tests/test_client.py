@@ -126,6 +126,15 @@ def test_super_resolve_returns_a_png_of_the_scaled_size(
     assert _png(result).size == (56 * scale, 40 * scale)
 
 
+def test_super_resolve_takes_self_ensemble_as_a_python_bool(
+    client: bentoml.SyncHTTPClient, files: dict[str, Path]
+) -> None:
+    ensembled = _pixels(client.super_resolve(image=files["photo"], scale=2, self_ensemble=True))
+    single = _pixels(client.super_resolve(image=files["photo"], scale=2, self_ensemble=False))
+    assert ensembled.shape == single.shape == (80, 112, 3)
+    assert 0 < np.abs(ensembled.astype(int) - single.astype(int)).mean() < 8  # the same picture, not the same pixels
+
+
 def test_deepdream_returns_the_dreamed_png(client: bentoml.SyncHTTPClient, files: dict[str, Path]) -> None:
     result = client.deepdream(image=files["photo"], steps=3, octaves=2, seed=1, layers=["features.3"])
     assert _png(result).size == (56, 40)

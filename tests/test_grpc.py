@@ -121,6 +121,23 @@ def test_super_resolve_equals_in_process(stub: pb_grpc.InferenceStub, core: Infe
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(remote.png))), np.asarray(Image.open(io.BytesIO(local_png))))
 
 
+def test_super_resolve_self_ensemble_equals_in_process_and_has_its_own_limit(
+    stub: pb_grpc.InferenceStub, core: InferenceCore
+) -> None:
+    image = GOOD["rgb png"]
+    remote = stub.SuperResolve(pb.SuperResolveRequest(image=image, scale=2, self_ensemble=True))
+    local_png, _, _ = core.super_resolve(image, 2, self_ensemble=True)
+    single_png, _, _ = core.super_resolve(image, 2)
+    pixels = np.asarray(Image.open(io.BytesIO(remote.png)))
+    assert np.array_equal(pixels, np.asarray(Image.open(io.BytesIO(local_png))))
+    assert not np.array_equal(pixels, np.asarray(Image.open(io.BytesIO(single_png))))
+    big = encode(Image.fromarray(np.full((720, 730, 3), 90, np.uint8)))  # ×2: just over 2048 × 1024 pixels
+    with pytest.raises(grpc.RpcError) as err:
+        stub.SuperResolve(pb.SuperResolveRequest(image=big, scale=2, self_ensemble=True))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "leave self_ensemble off" in err.value.details()
+
+
 @pytest.mark.parametrize("name", sorted(GOOD))
 def test_awkward_but_valid_images_are_served(stub: pb_grpc.InferenceStub, name: str) -> None:
     assert stub.Classify(pb.ClassifyRequest(image=GOOD[name])).label

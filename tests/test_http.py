@@ -107,6 +107,32 @@ def test_super_resolve_equals_in_process(http: httpx.Client, core: InferenceCore
     )
 
 
+def _pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def test_super_resolve_self_ensemble_is_the_core_s_and_not_the_single_pass(
+    http: httpx.Client, core: InferenceCore
+) -> None:
+    ensembled = _post(http, "/super_resolve", GOOD["rgb png"], scale=2, self_ensemble="true")
+    assert ensembled.status_code == 200, ensembled.text
+    single = _post(http, "/super_resolve", GOOD["rgb png"], scale=2, self_ensemble="false")
+    assert np.array_equal(_pixels(ensembled.content), _pixels(core.super_resolve(GOOD["rgb png"], 2, True)[0]))
+    assert np.array_equal(_pixels(single.content), _pixels(core.super_resolve(GOOD["rgb png"], 2)[0]))
+    assert not np.array_equal(_pixels(ensembled.content), _pixels(single.content))
+
+
+def test_super_resolve_self_ensemble_has_its_own_size_limit_and_says_so(http: httpx.Client) -> None:
+    # 730×720 ×2 = 2,102,400 output pixels: just over the self-ensemble's 2048 × 1024, far under the plain limit
+    image = encode(Image.fromarray(np.full((720, 730, 3), 90, np.uint8)))
+    refused = _post(http, "/super_resolve", image, scale=2, self_ensemble="true")
+    assert refused.status_code == 413
+    assert "with self_ensemble (8 passes) the ×2 output may have at most 2097152 pixels" in refused.json()["error"]
+    assert _post(http, "/super_resolve", image, scale=2).status_code == 200
+    bad = _post(http, "/super_resolve", GOOD["rgb png"], scale=2, self_ensemble="maybe")
+    assert bad.status_code == 400 and "self_ensemble" in bad.text
+
+
 @pytest.mark.parametrize("name", sorted(GOOD))
 def test_awkward_but_valid_images_are_served(http: httpx.Client, name: str) -> None:
     assert _post(http, "/classify", GOOD[name]).status_code == 200

@@ -120,6 +120,17 @@ def test_super_resolve_gives_an_image_of_the_right_size(page) -> None:
     assert page.get_attribute("#download", "download") == "small_x3.png"
 
 
+def test_super_resolve_with_the_self_ensemble_box_ticked(page) -> None:
+    page.click("[data-tab=superres]")
+    _upload(page, "superres", "small.png", encode(Image.fromarray(photo(30, 40))))
+    page.select_option("#scale", "2")
+    page.check("#self-ensemble")
+    page.click("#upscale")
+    done = "document.querySelector('#superres .facts').textContent.includes('self-ensemble')"
+    page.wait_for_function(done, timeout=SLOW)
+    assert page.inner_text("#superres .facts").startswith("40×30 → 80×60 (×2, self-ensemble) in ")
+
+
 def test_deepdream_progress_rises_and_cancel_stops_it_on_the_server(page) -> None:
     page.click("[data-tab=dream]")
     assert page.eval_on_selector_all("#layers option", "os => os.length") > 1

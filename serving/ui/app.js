@@ -172,14 +172,16 @@ async function superResolve() {
   showError(panel, null);
   delete panel.dataset.ms;
   const scale = Number($("#scale").value);
+  const ensemble = $("#self-ensemble").checked;
   const facts = $(".facts", panel);
   facts.textContent = "upscaling…";
   const started = performance.now();
   try {
-    const blob = await (await api("/super_resolve", { form: imageForm(file, { scale }) })).blob();
+    const fields = ensemble ? { scale, self_ensemble: true } : { scale };
+    const blob = await (await api("/super_resolve", { form: imageForm(file, fields) })).blob();
     const elapsed = performance.now() - started;
     const [input, output] = await Promise.all([decode(file), decode(blob)]);
-    facts.textContent = `${input.width}×${input.height} → ${output.width}×${output.height} (×${scale}) in ${elapsed.toFixed(0)} ms`;
+    facts.textContent = `${input.width}×${input.height} → ${output.width}×${output.height} (×${scale}${ensemble ? ", self-ensemble" : ""}) in ${elapsed.toFixed(0)} ms`;
     facts.dataset.width = output.width;
     facts.dataset.height = output.height;
     const after = $(".compare .after", panel);

@@ -218,7 +218,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
 
     @_unary
     def SuperResolve(self, request: pb.SuperResolveRequest, context: grpc.ServicerContext) -> pb.SuperResolveResponse:
-        png, width, height = self.core.super_resolve(request.image, request.scale)
+        png, width, height = self.core.super_resolve(request.image, request.scale, request.self_ensemble)
         version = next(m.version for m in self.core.models if m.name == f"sr_x{request.scale}")
         return pb.SuperResolveResponse(png=png, width=width, height=height, model_version=version)
 

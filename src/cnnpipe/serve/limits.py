@@ -17,6 +17,7 @@ class Limits:
     max_upload_bytes: int = 32 * 1024 * 1024
     max_pixels: int = 4096 * 4096  # decoded input image
     sr_max_output_pixels: int = 4096 * 4096  # 1920×1080 ×2 fits
+    sr_self_ensemble_max_output_pixels: int = 2048 * 1024  # 8 passes: an eighth of the above; 1920×1080 out fits
     dream_sync_max_pixels: int = 320 * 320
     dream_sync_max_steps: int = 60  # octaves × steps
     dream_task_max_pixels: int = 1024 * 1024

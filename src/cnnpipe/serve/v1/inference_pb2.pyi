@@ -72,12 +72,14 @@ class ExplainResponse(_message.Message):
     def __init__(self, label: _Optional[str] = ..., index: _Optional[int] = ..., top_k: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., model_version: _Optional[str] = ..., target: _Optional[int] = ..., target_label: _Optional[str] = ..., layer: _Optional[str] = ..., map_height: _Optional[int] = ..., map_width: _Optional[int] = ..., map: _Optional[_Iterable[float]] = ..., overlay_png: _Optional[bytes] = ...) -> None: ...
 
 class SuperResolveRequest(_message.Message):
-    __slots__ = ("image", "scale")
+    __slots__ = ("image", "scale", "self_ensemble")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     SCALE_FIELD_NUMBER: _ClassVar[int]
+    SELF_ENSEMBLE_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     scale: int
-    def __init__(self, image: _Optional[bytes] = ..., scale: _Optional[int] = ...) -> None: ...
+    self_ensemble: bool
+    def __init__(self, image: _Optional[bytes] = ..., scale: _Optional[int] = ..., self_ensemble: _Optional[bool] = ...) -> None: ...
 
 class SuperResolveResponse(_message.Message):
     __slots__ = ("png", "width", "height", "model_version")
