@@ -162,6 +162,7 @@ def _reflected_calls(channel: grpc.Channel) -> dict[str, tuple]:
 def test_every_rpc_through_reflection_follows_the_status_table(served_models: Path) -> None:
     """README, "gRPC status codes": what each kind of request gets, for every RPC."""
     ok, invalid, too_large = GOOD["rgb png"], b"not an image", encode(Image.new("L", (5000, 5000)))
+    over_ensemble = encode(Image.new("L", (730, 720)))  # ×2: over the self-ensemble's 2048 × 1024 output pixels
     cases = {
         "Classify": [
             ({"image": ok}, None),
@@ -173,6 +174,9 @@ def test_every_rpc_through_reflection_follows_the_status_table(served_models: Pa
             ({"image": ok, "scale": 7}, "INVALID_ARGUMENT"),
             ({"image": invalid, "scale": 2}, "INVALID_ARGUMENT"),
             ({"image": too_large, "scale": 2}, "RESOURCE_EXHAUSTED"),
+            ({"image": ok, "scale": 2, "self_ensemble": True}, None),
+            ({"image": over_ensemble, "scale": 2}, None),
+            ({"image": over_ensemble, "scale": 2, "self_ensemble": True}, "RESOURCE_EXHAUSTED"),
         ],
         "DeepDream": [
             ({"image": ok, "octaves": 1, "steps": 1}, None),
