@@ -270,6 +270,7 @@ CORE_LIMITS = dict(
     max_upload_bytes=1 << 20,
     max_pixels=96 * 96,
     sr_max_output_pixels=160 * 160,
+    sr_self_ensemble_max_output_pixels=80 * 80,  # below the single pass's, so both refusals are reached
     dream_sync_max_pixels=48 * 48,
     dream_sync_max_steps=2,
     dream_task_max_pixels=64 * 64,
@@ -464,6 +465,7 @@ def grpc_target(models: Path, workdir: Path) -> Target:
             optional(fdp, request, "target", u32)
         elif method == 2:
             call, request = stub.SuperResolve, pb.SuperResolveRequest(image=image, scale=u32())
+            optional(fdp, request, "self_ensemble", fdp.ConsumeBool)
         elif method == 3:
             call, request = stub.GetMetadata, pb.GetMetadataRequest()
         elif method == 4:

@@ -176,7 +176,7 @@ class Cnnpipe:
         self,
         image: Path,
         scale: Scale = DEFAULT_SCALE,  # type: ignore[valid-type]
-        self_ensemble: bool = False,
+        self_ensemble: Annotated[bool, Field(strict=True)] = False,  # JSON true/false: "0", "yes" are a 400
     ) -> PNG:
         """Upscale by one of the exported scales (see /metadata). Returns PNG; RGBA and greyscale kept.
         ``self_ensemble=true``: the mean over the 8 flips and rotations of the input (sharper, 8× the

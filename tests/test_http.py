@@ -117,6 +117,7 @@ def test_super_resolve_self_ensemble_is_the_core_s_and_not_the_single_pass(
     ensembled = _post(http, "/super_resolve", GOOD["rgb png"], scale=2, self_ensemble="true")
     assert ensembled.status_code == 200, ensembled.text
     single = _post(http, "/super_resolve", GOOD["rgb png"], scale=2, self_ensemble="false")
+    assert single.status_code == 200, single.text
     assert np.array_equal(_pixels(ensembled.content), _pixels(core.super_resolve(GOOD["rgb png"], 2, True)[0]))
     assert np.array_equal(_pixels(single.content), _pixels(core.super_resolve(GOOD["rgb png"], 2)[0]))
     assert not np.array_equal(_pixels(ensembled.content), _pixels(single.content))
@@ -129,8 +130,9 @@ def test_super_resolve_self_ensemble_has_its_own_size_limit_and_says_so(http: ht
     assert refused.status_code == 413
     assert "with self_ensemble (8 passes) the ×2 output may have at most 2097152 pixels" in refused.json()["error"]
     assert _post(http, "/super_resolve", image, scale=2).status_code == 200
-    bad = _post(http, "/super_resolve", GOOD["rgb png"], scale=2, self_ensemble="maybe")
-    assert bad.status_code == 400 and "self_ensemble" in bad.text
+    for value in ("maybe", "0", "1", "yes"):  # JSON true or false only, as the OpenAPI document says
+        bad = _post(http, "/super_resolve", GOOD["rgb png"], scale=2, self_ensemble=value)
+        assert bad.status_code == 400 and "self_ensemble" in bad.json()["error"], (value, bad.text)
 
 
 @pytest.mark.parametrize("name", sorted(GOOD))

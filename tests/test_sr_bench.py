@@ -1,5 +1,5 @@
-"""benchmarks/sr.py end to end on a few generated images with a tiny net: every row it prints,
-the ×8 self-ensemble's speed row among them, lands in its JSON, and the ensemble costs more than
+"""benchmarks/sr.py end to end on a few generated images with a tiny net: the score table and the
+×8 self-ensemble's speed row are printed and saved in its JSON, and the ensemble runs slower than
 one pass (it runs the net eight times)."""
 
 from __future__ import annotations

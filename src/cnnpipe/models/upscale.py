@@ -60,7 +60,7 @@ def torch_luma(model: nn.Module) -> LumaModel:
 def self_ensemble(luma: LumaModel) -> LumaModel:
     """The ×8 geometric self-ensemble (Timofte et al. 2016, "Seven ways to improve example-based
     SR"; EDSR+ in Lim et al. 2017): the mean of ``luma`` over the 8 flips and rotations of its
-    input, each mapped back. Eight times the compute for 0.04–0.11 dB here (benchmarks/README.md); it composes with
+    input, each mapped back. Eight times the compute for 0.06–0.11 dB here (benchmarks/README.md); it composes with
     tiling, since each tile's eight views see the same context as the whole image's."""
 
     def run(y: np.ndarray) -> np.ndarray:

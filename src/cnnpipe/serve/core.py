@@ -231,7 +231,7 @@ class InferenceCore:
     def super_resolve(self, data: bytes, scale: int, self_ensemble: bool = False) -> tuple[bytes, int, int]:
         """Upload → (PNG bytes, width, height) upscaled ×``scale``; RGBA and greyscale kept.
 
-        ``self_ensemble``: the mean over the 8 flips and rotations of the input (EDSR+'s; +0.05–0.11
+        ``self_ensemble``: the mean over the 8 flips and rotations of the input (EDSR+'s; +0.06–0.11
         dB on Set5/Set14, benchmarks/README.md) at 8× the compute, hence its own, smaller size limit.
         """
         from cnnpipe.models.upscale import self_ensemble as ensembled
