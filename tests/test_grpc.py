@@ -57,6 +57,8 @@ def test_health_and_reflection(address: str) -> None:
 def test_metadata(stub: pb_grpc.InferenceStub, core: InferenceCore) -> None:
     meta = stub.GetMetadata(pb.GetMetadataRequest())
     assert list(meta.classes) == core.classes and list(meta.scales) == [2, 3]
+    assert dict(meta.limits) == core.metadata()["limits"]  # what HTTP /metadata says, every limit
+    assert meta.limits["sr_self_ensemble_max_output_pixels"] == 2048 * 1024
     assert {m.name for m in meta.models} == {"classifier", "sr_x2", "sr_x3"}
     assert all(len(m.sha256) == 64 for m in meta.models)
     http = core.metadata()  # the same answers as HTTP's /metadata

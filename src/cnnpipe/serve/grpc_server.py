@@ -302,6 +302,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             dream_layers=meta["dream_layers"],
             dream_default_layer=meta["dream_default_layer"],
             dream_presets=list(meta["dream_presets"]),
+            limits=meta["limits"],
         )
 
 

@@ -202,7 +202,14 @@ class Provenance(_message.Message):
     def __init__(self, commit: _Optional[str] = ..., dirty: _Optional[bool] = ..., experiment: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metrics: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Metadata(_message.Message):
-    __slots__ = ("classes", "scales", "models", "cnnpipe_version", "dream_backbone", "dream_layers", "dream_presets", "dream_default_layer")
+    __slots__ = ("classes", "scales", "models", "cnnpipe_version", "dream_backbone", "dream_layers", "dream_presets", "dream_default_layer", "limits")
+    class LimitsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     SCALES_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +218,7 @@ class Metadata(_message.Message):
     DREAM_LAYERS_FIELD_NUMBER: _ClassVar[int]
     DREAM_PRESETS_FIELD_NUMBER: _ClassVar[int]
     DREAM_DEFAULT_LAYER_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     classes: _containers.RepeatedScalarFieldContainer[str]
     scales: _containers.RepeatedScalarFieldContainer[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
@@ -219,4 +227,5 @@ class Metadata(_message.Message):
     dream_layers: _containers.RepeatedScalarFieldContainer[str]
     dream_presets: _containers.RepeatedScalarFieldContainer[str]
     dream_default_layer: str
-    def __init__(self, classes: _Optional[_Iterable[str]] = ..., scales: _Optional[_Iterable[int]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., cnnpipe_version: _Optional[str] = ..., dream_backbone: _Optional[str] = ..., dream_layers: _Optional[_Iterable[str]] = ..., dream_presets: _Optional[_Iterable[str]] = ..., dream_default_layer: _Optional[str] = ...) -> None: ...
+    limits: _containers.ScalarMap[str, int]
+    def __init__(self, classes: _Optional[_Iterable[str]] = ..., scales: _Optional[_Iterable[int]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., cnnpipe_version: _Optional[str] = ..., dream_backbone: _Optional[str] = ..., dream_layers: _Optional[_Iterable[str]] = ..., dream_presets: _Optional[_Iterable[str]] = ..., dream_default_layer: _Optional[str] = ..., limits: _Optional[_Mapping[str, int]] = ...) -> None: ...
