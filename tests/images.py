@@ -16,6 +16,11 @@ def encode(img: Image.Image, fmt: str = "PNG", **kwargs: object) -> bytes:
     return buf.getvalue()
 
 
+def decoded(data: bytes) -> np.ndarray:
+    """An encoded image's pixels as Pillow reads them (H×W, H×W×3 or H×W×4 uint8)."""
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
 def photo(h: int = 40, w: int = 56, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]

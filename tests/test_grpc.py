@@ -21,7 +21,7 @@ from cnnpipe.serve.v1 import inference_pb2 as pb
 from cnnpipe.serve.v1 import inference_pb2_grpc as pb_grpc
 from serving.launch import grpc_server
 
-from .images import BAD, GOOD, encode, photo
+from .images import BAD, GOOD, decoded, encode, photo
 
 pytestmark = pytest.mark.slow
 
@@ -130,9 +130,8 @@ def test_super_resolve_self_ensemble_equals_in_process_and_has_its_own_limit(
     remote = stub.SuperResolve(pb.SuperResolveRequest(image=image, scale=2, self_ensemble=True))
     local_png, _, _ = core.super_resolve(image, 2, self_ensemble=True)
     single_png, _, _ = core.super_resolve(image, 2)
-    pixels = np.asarray(Image.open(io.BytesIO(remote.png)))
-    assert np.array_equal(pixels, np.asarray(Image.open(io.BytesIO(local_png))))
-    assert not np.array_equal(pixels, np.asarray(Image.open(io.BytesIO(single_png))))
+    assert np.array_equal(decoded(remote.png), decoded(local_png))
+    assert not np.array_equal(decoded(remote.png), decoded(single_png))
     big = encode(Image.fromarray(np.full((720, 730, 3), 90, np.uint8)))  # ×2: just over 2048 × 1024 pixels
     with pytest.raises(grpc.RpcError) as err:
         stub.SuperResolve(pb.SuperResolveRequest(image=big, scale=2, self_ensemble=True))

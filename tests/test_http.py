@@ -24,7 +24,7 @@ from cnnpipe.serve.codec import RequestError
 from cnnpipe.serve.core import InferenceCore
 from serving.launch import bentoml_server, server_env
 
-from .images import BAD, GOOD, encode, photo
+from .images import BAD, GOOD, decoded, encode, photo
 from .pipeline import REPO, TINY, git
 
 pytestmark = pytest.mark.slow
@@ -107,10 +107,6 @@ def test_super_resolve_equals_in_process(http: httpx.Client, core: InferenceCore
     )
 
 
-def _pixels(png: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(png)))
-
-
 def test_super_resolve_self_ensemble_is_the_core_s_and_not_the_single_pass(
     http: httpx.Client, core: InferenceCore
 ) -> None:
@@ -118,9 +114,9 @@ def test_super_resolve_self_ensemble_is_the_core_s_and_not_the_single_pass(
     assert ensembled.status_code == 200, ensembled.text
     single = _post(http, "/super_resolve", GOOD["rgb png"], scale=2, self_ensemble="false")
     assert single.status_code == 200, single.text
-    assert np.array_equal(_pixels(ensembled.content), _pixels(core.super_resolve(GOOD["rgb png"], 2, True)[0]))
-    assert np.array_equal(_pixels(single.content), _pixels(core.super_resolve(GOOD["rgb png"], 2)[0]))
-    assert not np.array_equal(_pixels(ensembled.content), _pixels(single.content))
+    assert np.array_equal(decoded(ensembled.content), decoded(core.super_resolve(GOOD["rgb png"], 2, True)[0]))
+    assert np.array_equal(decoded(single.content), decoded(core.super_resolve(GOOD["rgb png"], 2)[0]))
+    assert not np.array_equal(decoded(ensembled.content), decoded(single.content))
 
 
 def test_super_resolve_self_ensemble_has_its_own_size_limit_and_says_so(http: httpx.Client) -> None:

@@ -4,7 +4,6 @@ BentoML service on 127.0.0.1. A screenshot of a failing test's page lands in its
 from __future__ import annotations
 
 import base64
-import io
 import os
 import shutil
 import time
@@ -18,7 +17,7 @@ from PIL import Image
 from cnnpipe.serve.core import InferenceCore
 from serving.launch import bentoml_server
 
-from .images import encode, photo
+from .images import decoded, encode, photo
 
 pytestmark = pytest.mark.slow
 
@@ -138,9 +137,9 @@ def test_super_resolve_with_the_self_ensemble_box_ticked(page, served_models: Pa
     assert page.inner_text("#superres .facts").startswith("40×30 → 80×60 (×2, self-ensemble) in ")
     shown = page.evaluate(SHOWN_PNG)
     core = InferenceCore(served_models, threads=1)
-    served = np.asarray(Image.open(io.BytesIO(base64.b64decode(shown))))
-    assert np.array_equal(served, np.asarray(Image.open(io.BytesIO(core.super_resolve(upload, 2, True)[0]))))
-    assert not np.array_equal(served, np.asarray(Image.open(io.BytesIO(core.super_resolve(upload, 2)[0]))))
+    served = decoded(base64.b64decode(shown))
+    assert np.array_equal(served, decoded(core.super_resolve(upload, 2, True)[0]))
+    assert not np.array_equal(served, decoded(core.super_resolve(upload, 2)[0]))
 
 
 # The super-resolved PNG the page shows, as base64: its blob URL read back in the page.
