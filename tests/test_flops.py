@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnpipe.flops import full_backward_flops, input_gradient_flops, matmul_rate
+from cnnpipe.flops import fitting_size, full_backward_flops, input_gradient_flops, matmul_rate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +36,12 @@ def test_convolution_counts_match_the_textbook_formula() -> None:
 def test_matmul_rate_is_a_plausible_rate() -> None:
     rate = matmul_rate(torch.float32, n=256, seconds=0.2)
     assert 1e8 < rate < 1e14  # 0.1 GFLOP/s .. 100 TFLOP/s: a CPU in either direction of this machine
+
+
+def test_the_matmul_shrinks_only_where_one_call_would_not_fit() -> None:
+    # emulated bf16 on an AVX2-only CPU made one 4096² call take ~2 minutes and the dream benchmark time out
+    assert fitting_size(torch.float32, n=4096, seconds=1e-9) == 512
+    assert fitting_size(torch.float32, n=1024, seconds=100.0) == 1024
 
 
 def test_dream_benchmark_prints_flops_rates_and_the_same_run_matmul() -> None:

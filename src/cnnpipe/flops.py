@@ -53,10 +53,32 @@ def full_backward_flops(model: nn.Module, shape: tuple[int, ...], device: torch.
     return flops
 
 
+def fitting_size(dtype: torch.dtype, device: torch.device | str = "cpu", n: int = 4096, seconds: float = 3.0) -> int:
+    """The largest of n, n/2, n/4, … (down to 512) whose one ``torch.mm`` takes about ``seconds`` or less.
+
+    Why: where ``dtype`` is emulated (bf16 on an AVX2-only CPU runs ``torch.mm`` at ~1.2 GFLOP/s,
+    measured) one 4096² call takes ~2 minutes; elsewhere 4096² fits and is kept. Judged from a
+    512² probe (one untimed call first).
+    """
+    device = torch.device(device)
+    probe = 512
+    a = torch.randn(probe, probe, device=device).to(dtype)
+    torch.mm(a, a)
+    began = time.perf_counter()
+    torch.mm(a, a)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    rate = 2 * probe**3 / max(time.perf_counter() - began, 1e-9)
+    while n > probe and 2 * n**3 / rate > seconds:
+        n //= 2
+    return n
+
+
 def matmul_rate(dtype: torch.dtype, device: torch.device | str = "cpu", n: int = 4096, seconds: float = 3.0) -> float:
     """FLOP/s of ``torch.mm`` on two n×n ``dtype`` matrices, best of repeated calls over ``seconds``
-    (one untimed call first)."""
+    (one untimed call first); ``n`` shrinks to :func:`fitting_size` where one call would not fit."""
     device = torch.device(device)
+    n = fitting_size(dtype, device, n, seconds)
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
 
