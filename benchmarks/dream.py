@@ -100,11 +100,13 @@ def main() -> None:
     ours_flops = args.steps * sum(
         input_gradient_flops(lambda x: backbone.activations(x, [LAYER])[LAYER], (1, 3, h, w), device) for h, w in sizes
     )
-    peak = {"fp32": matmul_rate(torch.float32, device), "bf16": matmul_rate(torch.bfloat16, device)}
-    bf16_size = fitting_size(torch.bfloat16, device)
-    shrunk = "" if bf16_size == 4096 else f" (bf16 at {bf16_size}²: emulated here, a 4096² call would take minutes)"
-    rates = f"fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s"
-    print(f"same-run torch.mm 4096²: {rates}{shrunk}")
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    size = {name: fitting_size(dtype, device) for name, dtype in dtypes.items()}  # bf16 shrinks where emulated
+    peak = {name: matmul_rate(dtype, device, n=size[name]) for name, dtype in dtypes.items()}
+    rates = ", ".join(f"{name} {peak[name] / 1e9:.0f} GFLOP/s" for name in dtypes)
+    smaller = [f"{name} at {size[name]}²" for name in dtypes if size[name] != 4096]
+    note = f" ({', '.join(smaller)}: a 4096² call would take minutes here)" if smaller else ""
+    print(f"same-run torch.mm 4096²: {rates}{note}")
     rows: list[tuple[str, float, float, str]] = []  # label, seconds, FLOPs, precision
 
     if not args.skip_peer:
