@@ -60,3 +60,25 @@ def test_dream_benchmark_prints_flops_rates_and_the_same_run_matmul() -> None:
     ours_gflop = float(rows["cnnpipe.dream fp32"][2])
     assert ours_gflop > 0 and seed_gflop > ours_gflop  # the seed also computes every weight gradient
     assert rows["cnnpipe.dream bf16 autocast"][-1] == "bf16" and rows["cnnpipe.dream fp32"][-1] == "fp32"
+
+
+def test_precision_benchmark_times_both_default_nets_in_both_precisions() -> None:
+    out = subprocess.run(
+        [sys.executable, "benchmarks/precision.py", "--seconds", "0.1", "--classifier-batch", "2", "--sr-batch", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert f"so `bf16: auto` trains in {'bf16' if native else 'fp32'}" in out
+    lines = out.splitlines()
+    jobs = {line[:52].strip(): line[52:].split() for line in lines if line.startswith(("classifier ", "sr "))}
+    assert list(jobs) == ["classifier airbench [64, 256, 256], batch 2 at 32²", "sr ressr 48×8 ×2, batch 1 at 32²"]
+    for fp32, bf16, ratio, word in jobs.values():
+        factor = float(bf16) / float(fp32) if word == "slower" else float(fp32) / float(bf16)
+        assert abs(factor - float(ratio.rstrip("×"))) <= 0.02 * factor + 0.01, (fp32, bf16, ratio, word)
+    per_item = [line for line in lines if "GFLOP per item" in line]
+    assert "(0.7078 GFLOP per item)" in per_item[0]  # the default net's training step (issue 27 counted 0.708)
+    assert all(float(v) > 0 for line in per_item for v in line[52:].split())

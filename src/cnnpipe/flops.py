@@ -56,9 +56,9 @@ def full_backward_flops(model: nn.Module, shape: tuple[int, ...], device: torch.
 def fitting_size(dtype: torch.dtype, device: torch.device | str = "cpu", n: int = 4096, seconds: float = 3.0) -> int:
     """The largest of n, n/2, n/4, … (down to 512) whose one ``torch.mm`` takes about ``seconds`` or less.
 
-    Why: where ``dtype`` is emulated (bf16 on an AVX2-only CPU runs ``torch.mm`` at ~1.2 GFLOP/s,
-    measured) one 4096² call takes ~2 minutes; elsewhere 4096² fits and is kept. Judged from a
-    512² probe (one untimed call first).
+    Why: where ``dtype`` is emulated (bf16 on an AVX2-only CPU runs ``torch.mm`` at ~1 GFLOP/s,
+    benchmarks/results/precision-2026-12-07-avx2.txt) one 4096² call takes ~2 minutes; elsewhere
+    4096² fits and is kept. Judged from a 512² probe (one untimed call first).
     """
     device = torch.device(device)
     probe = 512
