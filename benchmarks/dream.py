@@ -102,7 +102,7 @@ def main() -> None:
     )
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     size = {name: fitting_size(dtype, device) for name, dtype in dtypes.items()}  # bf16 shrinks where emulated
-    peak = {name: matmul_rate(dtype, device, n=size[name]) for name, dtype in dtypes.items()}
+    peak = {name: matmul_rate(dtype, device, n=size[name], fit=False) for name, dtype in dtypes.items()}
     rates = ", ".join(f"{name} {peak[name] / 1e9:.0f} GFLOP/s" for name in dtypes)
     smaller = [f"{name} at {size[name]}²" for name in dtypes if size[name] != 4096]
     note = f" ({', '.join(smaller)}: a 4096² call would take minutes here)" if smaller else ""

@@ -11,7 +11,9 @@ A training step is the trainer's: channels_last input, forward under autocast (o
 backward, a plain SGD update; its FLOPs are counted (``cnnpipe.flops``: matmuls and convolutions,
 forward and backward), so each row also reads as an achieved rate beside the same-run matmul.
 The classifier batch is smaller than the trainer's 1024 so that the emulated-bf16 step fits in
-seconds; time per image is what compares.
+seconds; time per image (the median step's) is what compares. ``torch.mm`` compares both
+precisions at one size, the largest at which an emulated call still fits, with fp32's own largest
+printed above it as the machine's fp32 peak. On CUDA, TF32 is turned off so fp32 is fp32.
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ class Job:
     step: Callable[[bool], None]
 
 
-def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss: Callable, device: torch.device) -> Job:
+def train_step(
+    name: str, model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss: Callable, device: torch.device
+) -> Job:
     """A step of the trainers' shape for ``model`` on the batch ``x`` (channels_last)."""
     model = model.to(device).to(memory_format=torch.channels_last)
     x = x.to(device).contiguous(memory_format=torch.channels_last)
@@ -66,11 +70,11 @@ def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss: Ca
         loss(out.float(), target).backward()
         optimizer.step()
 
-    return Job("", len(x), step)
+    return Job(name, len(x), step)
 
 
-def seconds_per_step(job: Job, bf16: bool, seconds: float, device: torch.device) -> float:
-    """Median of at least three timed steps (after one untimed) spanning about ``seconds``."""
+def timed_steps(job: Job, bf16: bool, seconds: float, device: torch.device) -> list[float]:
+    """Seconds of each timed step: at least three (after one untimed), until ``seconds`` have passed."""
 
     def sync() -> None:
         if device.type == "cuda":
@@ -85,27 +89,43 @@ def seconds_per_step(job: Job, bf16: bool, seconds: float, device: torch.device)
         job.step(bf16)
         sync()
         times.append(time.perf_counter() - began)
-    return statistics.median(times)
+    return times
 
 
 def jobs(classifier_batch: int, sr_batch: int, scale: int, device: torch.device) -> list[Job]:
-    params = load_params()
+    """A training step of the default classifier and of the default ×``scale`` SR net."""
+    params = load_params(ROOT / "params.yaml")
     torch.manual_seed(0)
-    c = params.classifier
-    net = build_classifier(classifier_training.model_config(c, CLASSES))
+    c, s = params.classifier, params.sr
+    _, size = classifier_training.model_size(c)
     images = torch.rand(classifier_batch, 3, 32, 32)
     labels = torch.randint(len(CLASSES), (classifier_batch,))
-    classify = train_step(net, images, labels, F.cross_entropy, device)
-    s = params.sr
-    sr_net = build_sr(sr_training.model_config(s, scale))
     lr = torch.rand(sr_batch, 1, s.patch_size, s.patch_size)
     hr = torch.rand(sr_batch, 1, s.patch_size * scale, s.patch_size * scale)
-    sr = train_step(sr_net, lr, hr, F.l1_loss, device)
-    _, size = classifier_training.model_size(c)
     return [
-        Job(f"classifier {c.arch} {size}, batch {classifier_batch} at 32²", classifier_batch, classify.step),
-        Job(f"sr {s.arch} {s.channels}×{s.blocks} ×{scale}, batch {sr_batch} at {s.patch_size}²", sr_batch, sr.step),
+        train_step(
+            f"classifier {c.arch} {size}, batch {classifier_batch} at 32²",
+            build_classifier(classifier_training.model_config(c, CLASSES)),
+            images,
+            labels,
+            F.cross_entropy,
+            device,
+        ),
+        train_step(
+            f"sr {s.arch} {s.channels}×{s.blocks} ×{scale}, batch {sr_batch} at {s.patch_size}²",
+            build_sr(sr_training.model_config(s, scale)),
+            lr,
+            hr,
+            F.l1_loss,
+            device,
+        ),
     ]
+
+
+def verdict(seconds: dict[str, float]) -> str:
+    """bf16's time against fp32's, as "N× slower" or "N× faster"."""
+    ratio = seconds["bf16"] / seconds["fp32"]
+    return f"{ratio:.2f}× slower" if ratio >= 1 else f"{1 / ratio:.2f}× faster"
 
 
 @exit_on_user_error
@@ -122,29 +142,40 @@ def main() -> None:
     native = native_bf16(device)
     auto = "bf16" if native else "fp32"
     print(f"native bf16 on {device}: {'yes' if native else 'no'}, so `bf16: auto` trains in {auto}")
-    mm_seconds = {}
-    for name, bf16 in PRECISIONS.items():
-        dtype = torch.bfloat16 if bf16 else torch.float32
-        n = fitting_size(dtype, device, seconds=args.seconds / 3)
-        rate = matmul_rate(dtype, device, n=n, seconds=args.seconds / 3)
-        mm_seconds[name] = 1 / rate
-        print(f"{'torch.mm ' + name + f' {n}²':<52s} {rate / 1e9:12.1f} GFLOP/s")
-    print(f"{'job, ms per item':<52s} {'fp32':>12s} {'bf16':>12s} {'bf16 against fp32':>20s}")
-    print(f"{'torch.mm (time per FLOP)':<52s} {'':>12s} {'':>12s} {verdict(mm_seconds):>20s}")
-    for job in jobs(args.classifier_batch, args.sr_batch, args.scale, device):
+    if device.type == "cuda":  # else the fp32 column would be TF32 for the convolutions and matmuls
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        print("fp32 is strict fp32 here (TF32 off)")
+    work = jobs(args.classifier_batch, args.sr_batch, args.scale, device)
+    width = max(52, *(len(job.name) + 2 for job in work))
+    head = f"{'fp32':>12s} {'bf16':>12s} {'bf16 against fp32':>20s}"
+
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    fits = {name: fitting_size(dtype, device, seconds=args.seconds / 3) for name, dtype in dtypes.items()}
+    common = min(fits.values())  # compare both precisions at one size: the emulated one fits a smaller one
+    print(f"{'torch.mm, GFLOP/s':<{width}s} {head}")
+    if fits["fp32"] != common:
+        peak = matmul_rate(torch.float32, device, n=fits["fp32"], seconds=args.seconds / 3, fit=False)
+        label = f"  {fits['fp32']}²"
+        print(f"{label:<{width}s} {peak / 1e9:12.4g}")
+    rates = {
+        name: matmul_rate(dtype, device, n=common, seconds=args.seconds / 3, fit=False)
+        for name, dtype in dtypes.items()
+    }
+    per_flop = {name: 1 / rate for name, rate in rates.items()}
+    label = f"  {common}², both"
+    print(f"{label:<{width}s} {rates['fp32'] / 1e9:12.4g} {rates['bf16'] / 1e9:12.4g} {verdict(per_flop):>20s}")
+
+    print(f"{'training step, ms per item':<{width}s} {head}")
+    for job in work:
         flops = counted_flops(lambda job=job: job.step(False))
-        per = {name: seconds_per_step(job, bf16, args.seconds, device) for name, bf16 in PRECISIONS.items()}
+        times = {name: timed_steps(job, bf16, args.seconds, device) for name, bf16 in PRECISIONS.items()}
+        per = {name: statistics.median(t) for name, t in times.items()}
         ms = {name: 1000 * t / job.items for name, t in per.items()}
-        print(f"{job.name:<52s} {ms['fp32']:12.3f} {ms['bf16']:12.3f} {verdict(per):>20s}")
-        rates = {name: flops / t / 1e9 for name, t in per.items()}
+        print(f"{job.name:<{width}s} {ms['fp32']:12.4g} {ms['bf16']:12.4g} {verdict(per):>20s}")
+        achieved = {name: flops / t / 1e9 for name, t in per.items()}
         label = f"  GFLOP/s achieved ({flops / job.items / 1e9:.4f} GFLOP per item)"
-        print(f"{label:<52s} {rates['fp32']:12.1f} {rates['bf16']:12.1f}")
-
-
-def verdict(seconds: dict[str, float]) -> str:
-    """bf16's time against fp32's, as "N× slower" or "N× faster"."""
-    ratio = seconds["bf16"] / seconds["fp32"]
-    return f"{ratio:.2f}× slower" if ratio >= 1 else f"{1 / ratio:.2f}× faster"
+        print(f"{label:<{width}s} {achieved['fp32']:12.1f} {achieved['bf16']:12.1f}")
+        print(f"{'  steps timed (median taken)':<{width}s} {len(times['fp32']):12d} {len(times['bf16']):12d}")
 
 
 if __name__ == "__main__":

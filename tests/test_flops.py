@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
+from cnnpipe import flops
 from cnnpipe.flops import fitting_size, full_backward_flops, input_gradient_flops, matmul_rate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +46,17 @@ def test_the_matmul_shrinks_only_where_one_call_would_not_fit() -> None:
     assert fitting_size(torch.float32, n=1024, seconds=100.0) == 1024
 
 
+def test_a_size_the_caller_chose_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the benchmarks print the size they chose: a second probe must not change it under them
+    def no_probe(*args: object, **kwargs: object) -> int:
+        raise AssertionError("fitting_size was probed again")
+
+    monkeypatch.setattr(flops, "fitting_size", no_probe)
+    assert flops.matmul_rate(torch.float32, n=256, seconds=0.05, fit=False) > 0
+    with pytest.raises(AssertionError, match="probed again"):
+        flops.matmul_rate(torch.float32, n=256, seconds=0.05)
+
+
 def test_dream_benchmark_prints_flops_rates_and_the_same_run_matmul() -> None:
     out = subprocess.run(
         [sys.executable, "benchmarks/dream.py", "--size", "48", "--octaves", "2", "--steps", "1"],
@@ -63,8 +76,9 @@ def test_dream_benchmark_prints_flops_rates_and_the_same_run_matmul() -> None:
 
 
 def test_precision_benchmark_times_both_default_nets_in_both_precisions() -> None:
+    args = ["--seconds", "0.1", "--classifier-batch", "2", "--sr-batch", "1", "--device", "cpu"]
     out = subprocess.run(
-        [sys.executable, "benchmarks/precision.py", "--seconds", "0.1", "--classifier-batch", "2", "--sr-batch", "1"],
+        [sys.executable, "benchmarks/precision.py", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -74,11 +88,26 @@ def test_precision_benchmark_times_both_default_nets_in_both_precisions() -> Non
     native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     assert f"so `bf16: auto` trains in {'bf16' if native else 'fp32'}" in out
     lines = out.splitlines()
-    jobs = {line[:52].strip(): line[52:].split() for line in lines if line.startswith(("classifier ", "sr "))}
+
+    def ratio_holds(fp32: str, bf16: str, ratio: str, word: str) -> None:
+        factor = float(ratio.rstrip("×"))
+        assert factor >= 1 and (word == "slower") == (float(bf16) >= float(fp32)), (fp32, bf16, ratio, word)
+        expected = max(float(bf16) / float(fp32), float(fp32) / float(bf16))
+        assert abs(factor - expected) <= 0.02 * expected + 0.01, (fp32, bf16, ratio, word)
+
+    (both,) = [line for line in lines if line.strip().endswith(("slower", "faster")) and "², both" in line]
+    fp32_rate, bf16_rate, ratio, word = both.rsplit(maxsplit=4)[1:]
+    ratio_holds(str(1 / float(fp32_rate)), str(1 / float(bf16_rate)), ratio, word)  # a rate: time per FLOP
+    jobs = {}
+    for line in lines:
+        if line.startswith(("classifier ", "sr ")):
+            name, *cells = line.rsplit(maxsplit=4)
+            jobs[name.strip()] = cells
     assert list(jobs) == ["classifier airbench [64, 256, 256], batch 2 at 32²", "sr ressr 48×8 ×2, batch 1 at 32²"]
-    for fp32, bf16, ratio, word in jobs.values():
-        factor = float(bf16) / float(fp32) if word == "slower" else float(fp32) / float(bf16)
-        assert abs(factor - float(ratio.rstrip("×"))) <= 0.02 * factor + 0.01, (fp32, bf16, ratio, word)
+    for cells in jobs.values():
+        ratio_holds(*cells)
     per_item = [line for line in lines if "GFLOP per item" in line]
     assert "(0.7078 GFLOP per item)" in per_item[0]  # the default net's training step (issue 27 counted 0.708)
-    assert all(float(v) > 0 for line in per_item for v in line[52:].split())
+    assert all(float(v) > 0 for line in per_item for v in line.rsplit(maxsplit=2)[1:])
+    steps = [line.rsplit(maxsplit=2)[1:] for line in lines if "steps timed" in line]
+    assert len(steps) == 2 and all(int(n) >= 3 for pair in steps for n in pair)

@@ -34,7 +34,7 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
 def native_bf16(device: torch.device) -> bool:
     """Whether bf16 autocast speeds this device up: CUDA, or a CPU with native bf16 (AVX-512 BF16
     or AMX). Elsewhere (AVX2-only CPUs) oneDNN emulates bf16: a training step of either default net
-    took 10–21× as long as in fp32 (benchmarks/precision.py, benchmarks/results/precision-2026-12-07-avx2.txt)."""
+    took 9.6–20.6× as long as in fp32 (benchmarks/precision.py, benchmarks/results/precision-2026-12-07-avx2.txt)."""
     if device.type == "cuda":
         return True
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

@@ -74,11 +74,15 @@ def fitting_size(dtype: torch.dtype, device: torch.device | str = "cpu", n: int 
     return n
 
 
-def matmul_rate(dtype: torch.dtype, device: torch.device | str = "cpu", n: int = 4096, seconds: float = 3.0) -> float:
+def matmul_rate(
+    dtype: torch.dtype, device: torch.device | str = "cpu", n: int = 4096, seconds: float = 3.0, fit: bool = True
+) -> float:
     """FLOP/s of ``torch.mm`` on two n×n ``dtype`` matrices, best of repeated calls over ``seconds``
-    (one untimed call first); ``n`` shrinks to :func:`fitting_size` where one call would not fit."""
+    (one untimed call first). With ``fit``, ``n`` shrinks to :func:`fitting_size` where one call
+    would not fit; without, ``n`` is used as given (a caller that chose and printed the size)."""
     device = torch.device(device)
-    n = fitting_size(dtype, device, n, seconds)
+    if fit:
+        n = fitting_size(dtype, device, n, seconds)
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
 
