@@ -57,15 +57,14 @@ def test_a_size_the_caller_chose_is_kept(monkeypatch: pytest.MonkeyPatch) -> Non
         flops.matmul_rate(torch.float32, n=256, seconds=0.05)
 
 
+def _benchmark_output(script: str, *args: str) -> str:
+    """What ``benchmarks/<script>`` prints to stdout (it must exit 0)."""
+    command = [sys.executable, f"benchmarks/{script}", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=True).stdout
+
+
 def test_dream_benchmark_prints_flops_rates_and_the_same_run_matmul() -> None:
-    out = subprocess.run(
-        [sys.executable, "benchmarks/dream.py", "--size", "48", "--octaves", "2", "--steps", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    ).stdout
+    out = _benchmark_output("dream.py", "--size", "48", "--octaves", "2", "--steps", "1")
     assert "same-run torch.mm 4096²: fp32" in out
     rows = {line[:42].strip(): line[42:].split() for line in out.splitlines() if line.startswith(("seed", "cnnpipe"))}
     assert set(rows) == {"seed loop (numpy + scipy, weight grads)", "cnnpipe.dream fp32", "cnnpipe.dream bf16 autocast"}
@@ -77,14 +76,7 @@ def test_dream_benchmark_prints_flops_rates_and_the_same_run_matmul() -> None:
 
 def test_precision_benchmark_times_both_default_nets_in_both_precisions() -> None:
     args = ["--seconds", "0.1", "--classifier-batch", "2", "--sr-batch", "1", "--device", "cpu"]
-    out = subprocess.run(
-        [sys.executable, "benchmarks/precision.py", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    ).stdout
+    out = _benchmark_output("precision.py", *args)
     native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     assert f"so `bf16: auto` trains in {'bf16' if native else 'fp32'}" in out
     lines = out.splitlines()
