@@ -36,13 +36,14 @@ sys.path.insert(0, str(ROOT / "src"))
 from cnnpipe.data.cifar10 import CLASSES  # noqa: E402
 from cnnpipe.device import autocast, describe_hardware, native_bf16, pick_device  # noqa: E402
 from cnnpipe.errors import exit_on_user_error  # noqa: E402
-from cnnpipe.flops import counted_flops, fitting_size, matmul_rate  # noqa: E402
+from cnnpipe.flops import counted_flops, fitting_size, matmul_rate, synchronize  # noqa: E402
 from cnnpipe.models.checkpoint import build_classifier, build_sr  # noqa: E402
 from cnnpipe.params import load_params  # noqa: E402
 from cnnpipe.train import classifier as classifier_training  # noqa: E402
 from cnnpipe.train import sr as sr_training  # noqa: E402
 
-PRECISIONS = {"fp32": False, "bf16": True}
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+"""The two precisions compared: name → the matmul dtype (and, for the training steps, autocast to it or not)."""
 
 
 @dataclass(frozen=True)
@@ -75,19 +76,14 @@ def train_step(
 
 def timed_steps(job: Job, bf16: bool, seconds: float, device: torch.device) -> list[float]:
     """Seconds of each timed step: at least three (after one untimed), until ``seconds`` have passed."""
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     job.step(bf16)
-    sync()
+    synchronize(device)
     times: list[float] = []
     deadline = time.perf_counter() + seconds
     while len(times) < 3 or time.perf_counter() < deadline:
         began = time.perf_counter()
         job.step(bf16)
-        sync()
+        synchronize(device)
         times.append(time.perf_counter() - began)
     return times
 
@@ -149,8 +145,7 @@ def main() -> None:
     width = max(52, *(len(job.name) + 2 for job in work))
     head = f"{'fp32':>12s} {'bf16':>12s} {'bf16 against fp32':>20s}"
 
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    fits = {name: fitting_size(dtype, device, seconds=args.seconds / 3) for name, dtype in dtypes.items()}
+    fits = {name: fitting_size(dtype, device, seconds=args.seconds / 3) for name, dtype in PRECISIONS.items()}
     common = min(fits.values())  # compare both precisions at one size: the emulated one fits a smaller one
     print(f"{'torch.mm, GFLOP/s':<{width}s} {head}")
     if fits["fp32"] != common:
@@ -159,7 +154,7 @@ def main() -> None:
         print(f"{label:<{width}s} {peak / 1e9:12.4g}")
     rates = {
         name: matmul_rate(dtype, device, n=common, seconds=args.seconds / 3, fit=False)
-        for name, dtype in dtypes.items()
+        for name, dtype in PRECISIONS.items()
     }
     per_flop = {name: 1 / rate for name, rate in rates.items()}
     label = f"  {common}², both"
@@ -168,7 +163,9 @@ def main() -> None:
     print(f"{'training step, ms per item':<{width}s} {head}")
     for job in work:
         flops = counted_flops(lambda job=job: job.step(False))
-        times = {name: timed_steps(job, bf16, args.seconds, device) for name, bf16 in PRECISIONS.items()}
+        times = {
+            name: timed_steps(job, dtype is torch.bfloat16, args.seconds, device) for name, dtype in PRECISIONS.items()
+        }
         per = {name: statistics.median(t) for name, t in times.items()}
         ms = {name: 1000 * t / job.items for name, t in per.items()}
         print(f"{job.name:<{width}s} {ms['fp32']:12.4g} {ms['bf16']:12.4g} {verdict(per):>20s}")

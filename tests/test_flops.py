@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from cnnpipe import flops
+from cnnpipe.device import native_bf16
 from cnnpipe.flops import fitting_size, full_backward_flops, input_gradient_flops, matmul_rate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +78,7 @@ def test_dream_benchmark_prints_flops_rates_and_the_same_run_matmul() -> None:
 def test_precision_benchmark_times_both_default_nets_in_both_precisions() -> None:
     args = ["--seconds", "0.1", "--classifier-batch", "2", "--sr-batch", "1", "--device", "cpu"]
     out = _benchmark_output("precision.py", *args)
-    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    native = native_bf16(torch.device("cpu"))
     assert f"so `bf16: auto` trains in {'bf16' if native else 'fp32'}" in out
     lines = out.splitlines()
 

@@ -53,6 +53,13 @@ def full_backward_flops(model: nn.Module, shape: tuple[int, ...], device: torch.
     return flops
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a CUDA GPU runs asynchronously; a CPU does not), so a
+    clock read after it times the work and not its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def fitting_size(dtype: torch.dtype, device: torch.device | str = "cpu", n: int = 4096, seconds: float = 3.0) -> int:
     """The largest of n, n/2, n/4, … (down to 512) whose one ``torch.mm`` takes about ``seconds`` or less.
 
@@ -64,10 +71,10 @@ def fitting_size(dtype: torch.dtype, device: torch.device | str = "cpu", n: int 
     probe = 512
     a = torch.randn(probe, probe, device=device).to(dtype)
     torch.mm(a, a)
+    synchronize(device)
     began = time.perf_counter()
     torch.mm(a, a)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     rate = 2 * probe**3 / max(time.perf_counter() - began, 1e-9)
     while n > probe and 2 * n**3 / rate > seconds:
         n //= 2
@@ -85,19 +92,14 @@ def matmul_rate(
         n = fitting_size(dtype, device, n, seconds)
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     torch.mm(a, b)
-    sync()
+    synchronize(device)
     best = float("inf")
     deadline = time.perf_counter() + seconds
     while True:
         began = time.perf_counter()
         torch.mm(a, b)
-        sync()
+        synchronize(device)
         best = min(best, time.perf_counter() - began)
         if time.perf_counter() >= deadline:
             break
