@@ -58,9 +58,11 @@ class RunningServer:
                 self.proc.wait()
 
 
-def start_grpc_server(models: Path, *args: str, **env: str) -> RunningServer:
-    """``cnnpipe serve-grpc`` on a free port (``--port 0``), once it says it listens."""
-    command = [sys.executable, "-m", "cnnpipe.cli", "serve-grpc", "--models", str(models), "--port", "0", *args]
+def start_grpc_server(models: Path, *args: str, command: list[str] | None = None, **env: str) -> RunningServer:
+    """``cnnpipe serve-grpc`` on a free port (``--port 0``), once it says it listens (``command``:
+    another server that prints the same "listening on HOST:PORT" line)."""
+    serve = ["-m", "cnnpipe.cli", "serve-grpc", "--models", str(models), "--port", "0", *args]
+    command = command or [sys.executable, *serve]
     proc = subprocess.Popen(
         command, env=server_env(models, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -138,7 +140,7 @@ def bentoml_server(
             if time.monotonic() > deadline:
                 tree.stop(grace=0)
                 raise RuntimeError("bentoml serve did not become ready")
-            time.sleep(0.5)
+            time.sleep(0.1)
         if proc.poll() is None:
             break
         log.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import os
 import re
 import subprocess
 import sys
@@ -152,4 +153,23 @@ def test_the_command_line_starts_without_torch() -> None:
     import it when they run."""
     probe = "import sys, cnnpipe.cli; print([m for m in ('torch', 'torchvision', 'onnxruntime') if m in sys.modules])"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert loaded.stdout.strip() == "[]", loaded.stdout
+
+
+def test_the_servers_import_neither_torchvision_nor_onnx() -> None:
+    """Each HTTP or gRPC replica imports the inference core at start (the HTTP server twice: its
+    arbiter checks the models first): torchvision (it pulls in torch._dynamo) and the onnx package
+    load only where a call needs them, so a replica is ready sooner (benchmarks/startup.py)."""
+    modules = ", ".join(
+        (
+            "cnnpipe.serve.core",
+            "cnnpipe.serve.grpc_server",
+            "cnnpipe.serve.model_check",
+            "serving.middleware",
+            "serving.forms",
+        )
+    )
+    probe = f"import sys, {modules}; print([m for m in ('torchvision', 'onnx', 'torch._dynamo') if m in sys.modules])"
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}"}
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
     assert loaded.stdout.strip() == "[]", loaded.stdout

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.utils import make_grid
 
 from cnnpipe.data.color import to_uint8
 
@@ -57,6 +56,8 @@ def filter_grid(weight: torch.Tensor, cell: int = 48) -> np.ndarray:
     tiles = (w - low) / (high - low).clamp(min=1e-12)
     factor = max(1, cell // w.shape[-1])
     tiles = F.interpolate(tiles, scale_factor=factor, mode="nearest")
+    from torchvision.utils import make_grid  # here: torchvision pulls in torch._dynamo; servers never draw grids
+
     grid = make_grid(tiles, nrow=int(np.ceil(np.sqrt(len(w)))), padding=2, pad_value=1.0)
     return (grid.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
 
@@ -71,5 +72,7 @@ def activation_grid(activations: torch.Tensor, max_channels: int = 64, cell: int
     factor = max(1, cell // a.shape[-1])
     a = F.interpolate(a[:, None], scale_factor=factor, mode="nearest")[:, 0]
     coloured = torch.from_numpy(np.stack([_colormap(m.numpy(), "viridis") for m in a])).permute(0, 3, 1, 2)
+    from torchvision.utils import make_grid  # here: torchvision pulls in torch._dynamo; servers never draw grids
+
     grid = make_grid(coloured.float() / 255, nrow=int(np.ceil(np.sqrt(len(a)))), padding=2, pad_value=1.0)
     return (grid.permute(1, 2, 0).numpy() * 255).astype(np.uint8)

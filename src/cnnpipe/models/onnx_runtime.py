@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import onnx
 import onnxruntime as ort
 import torch
 
@@ -51,6 +50,8 @@ def read_metadata(session: ort.InferenceSession) -> dict[str, Any]:
 def file_metadata(path: Path) -> tuple[dict[str, Any], list[int | str]]:
     """The export's metadata (as :func:`read_metadata`) and its input's shape (a name for a dynamic
     axis), read from the file: for a server that runs the model in another runtime (PyTorch)."""
+    import onnx  # here: only the PyTorch backend reads files this way
+
     model = onnx.load(str(path), load_external_data=False)
     dims = model.graph.input[0].type.tensor_type.shape.dim
     shape: list[int | str] = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
