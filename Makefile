@@ -38,13 +38,20 @@ GRPC_PORT ?= 50051
 serve: venv
 	$(BIN)/python -m serving.up $(if $(EXP),--exp $(EXP)) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT)
 
+# Test processes at once (pytest-xdist). Each takes whole files, so a file's servers and fixtures start
+# once; tests marked serial compare latencies measured minutes apart and run alone afterwards.
+# TEST_WORKERS=0: everything in this one process, in file order.
+TEST_WORKERS ?= 2
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+
 ## test: lint, type-check and run the whole test suite (includes a real `dvc repro` on tiny generated data)
 test: venv lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PARALLEL) -m "not serial"
+	$(BIN)/python -m pytest -m serial
 
 ## test-fast: the inner loop: lint and the tests not marked slow (no servers, no dvc repro)
 test-fast: venv lint
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest $(PARALLEL) -m "not slow"
 
 lint: venv
 	$(BIN)/ruff check .
