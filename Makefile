@@ -39,8 +39,8 @@ serve: venv
 	$(BIN)/python -m serving.up $(if $(EXP),--exp $(EXP)) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT)
 
 # Test processes at once (pytest-xdist). Each takes whole files, so a file's servers and fixtures start
-# once; tests marked serial compare latencies measured minutes apart and run alone afterwards.
-# TEST_WORKERS=0: everything in this one process, in file order.
+# once; tests marked serial (timings a neighbour's load would skew) run alone afterwards.
+# TEST_WORKERS=0: no worker processes; each pytest runs its tests itself, in file order.
 TEST_WORKERS ?= 2
 PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 

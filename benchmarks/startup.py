@@ -100,6 +100,9 @@ def main() -> None:
         "python -c 'import torch'": lambda: import_time(models, "torch"),
         "python -c 'import cnnpipe.serve.core'": lambda: import_time(models, "cnnpipe.serve.core"),
     }
+    import grpc  # noqa: F401 -- the load client's own imports, out of the first rep's time
+    import httpx  # noqa: F401
+
     times: dict[str, list[float]] = {name: [] for name in rows}
     for rep in range(args.reps):
         for name, start in rows.items():

@@ -61,6 +61,8 @@ class RunningServer:
 def start_grpc_server(models: Path, *args: str, command: list[str] | None = None, **env: str) -> RunningServer:
     """``cnnpipe serve-grpc`` on a free port (``--port 0``), once it says it listens (``command``:
     another server that prints the same "listening on HOST:PORT" line)."""
+    if command and args:
+        raise ValueError("pass the server's arguments in command")
     serve = ["-m", "cnnpipe.cli", "serve-grpc", "--models", str(models), "--port", "0", *args]
     command = command or [sys.executable, *serve]
     proc = subprocess.Popen(

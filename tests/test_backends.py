@@ -285,3 +285,30 @@ def test_the_torch_backend_without_an_sr_checkpoint_stops_the_server_with_one_li
     (models / "sr_x3.pt").unlink()
     line = _refused_start(server, models, "--backend", "torch", CNNPIPE_BACKEND="torch")
     assert f"{models / 'sr_x3.pt'} is missing; restore it with `dvc pull`" in line
+
+
+@pytest.mark.parametrize(("backend", "reads_the_file"), [("onnxruntime", False), ("torch", True)])
+def test_a_core_reads_the_exports_metadata_without_the_onnx_package_unless_on_torch(
+    served_models: Path, backend: str, reads_the_file: bool
+) -> None:
+    """ONNX Runtime's session has the export's metadata and input shape; only the PyTorch backend,
+    which opens no session, reads them from the file with the onnx package (~1 s of import).
+    torchvision never loads at start (it pulls in torch._dynamo); benchmarks/startup.py times both."""
+    probe = (
+        "import sys; from pathlib import Path; from cnnpipe.serve.backends import resolve; "
+        "from cnnpipe.serve.core import InferenceCore; "
+        f"core = InferenceCore(Path(sys.argv[1]), threads=1, runtime=resolve({backend!r}, 'cpu')); "
+        "print(core.input_size, len(core.classes), sorted(core.sr_context), core.models[0].provenance is not None); "
+        "print([m for m in ('onnx', 'torchvision', 'torch._dynamo') if m in sys.modules])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(served_models)],
+        env=server_env(served_models),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    described, loaded = result.stdout.strip().splitlines()
+    assert described == "32 10 [2, 3] True", described
+    assert loaded == ("['onnx']" if reads_the_file else "[]"), loaded

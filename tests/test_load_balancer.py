@@ -35,6 +35,7 @@ from .pipeline import REPO
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.serial,  # a killed replica's calls must fail within 0.5 s and it must be out within 6 s
     pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed (apt-get install haproxy)"),
 ]
 

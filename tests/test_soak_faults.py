@@ -21,7 +21,7 @@ from cnnpipe.serve.v1 import inference_pb2 as pb
 from cnnpipe.serve.v1 import inference_pb2_grpc as pb_grpc
 from serving.launch import bentoml_server, grpc_server
 
-# serial: each test compares latencies it measured a minute apart, which a neighbour's load would skew.
+# serial: p99 trends, p50s before and during an attack, seconds to come back: a neighbour's load would skew them.
 pytestmark = [pytest.mark.slow, pytest.mark.serial]
 BIG = png(300, 300)
 NOISE = 0.05  # seconds: below this a p50/p99 on 2 shared cores is scheduler noise, not a trend

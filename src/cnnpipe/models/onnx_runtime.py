@@ -50,7 +50,7 @@ def read_metadata(session: ort.InferenceSession) -> dict[str, Any]:
 def file_metadata(path: Path) -> tuple[dict[str, Any], list[int | str]]:
     """The export's metadata (as :func:`read_metadata`) and its input's shape (a name for a dynamic
     axis), read from the file: for a server that runs the model in another runtime (PyTorch)."""
-    import onnx  # here: only the PyTorch backend reads files this way
+    import onnx  # here: only servers on the PyTorch backend read the file this way (ONNX Runtime's session has it)
 
     model = onnx.load(str(path), load_external_data=False)
     dims = model.graph.input[0].type.tensor_type.shape.dim

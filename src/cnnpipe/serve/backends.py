@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -24,7 +24,14 @@ from cnnpipe.device import autocast, pick_device
 from cnnpipe.errors import ParamError
 from cnnpipe.models import integrity
 from cnnpipe.models.checkpoint import load_classifier, load_sr
-from cnnpipe.models.onnx_runtime import CPU_PROVIDERS, CUDA_PROVIDERS, cuda_available, ort_session
+from cnnpipe.models.onnx_runtime import (
+    CPU_PROVIDERS,
+    CUDA_PROVIDERS,
+    cuda_available,
+    file_metadata,
+    ort_session,
+    read_metadata,
+)
 
 BACKENDS = ("auto", "onnxruntime", "torch")
 DEVICES = ("auto", "cpu", "cuda")
@@ -54,6 +61,10 @@ class Loaded:
     weights: Path
     """The file the backend runs: the ONNX export or the checkpoint it was exported from."""
     device: str
+    metadata: dict[str, Any]
+    """The ONNX export's metadata (class names, scale, provenance), whichever backend runs it."""
+    input_shape: list[int | str]
+    """The export's input shape; a dynamic axis by its name."""
 
 
 def resolve(backend: str = "auto", device: str = "auto") -> Runtime:
@@ -102,7 +113,8 @@ class OnnxRuntimeBackend:
         def run(x: np.ndarray) -> np.ndarray:
             return session.run(None, {"input": x})[0]
 
-        return Loaded(run, onnx_path, device)
+        shape = [d if isinstance(d, int) else str(d) for d in session.get_inputs()[0].shape]
+        return Loaded(run, onnx_path, device, read_metadata(session), shape)
 
 
 class TorchBackend:
@@ -119,7 +131,8 @@ class TorchBackend:
         net, _ = loader(checkpoint)
         cuda = self.device.type == "cuda"
         net = net.to(self.device).to(memory_format=torch.channels_last) if cuda else net
-        return Loaded(_torch_run(net, self.device, bf16=cuda and task in BF16_TASKS), checkpoint, self.runtime.device)
+        run = _torch_run(net, self.device, bf16=cuda and task in BF16_TASKS)
+        return Loaded(run, checkpoint, self.runtime.device, *file_metadata(onnx_path))
 
 
 def _torch_run(net: nn.Module, device: torch.device, bf16: bool) -> Model:

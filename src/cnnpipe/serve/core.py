@@ -29,7 +29,6 @@ from cnnpipe.explain.style import StyleError, StyleParams, StyleRequest, transfe
 from cnnpipe.explain.style import validate as validate_style
 from cnnpipe.models import integrity
 from cnnpipe.models.integrity import sha256
-from cnnpipe.models.onnx_runtime import file_metadata
 from cnnpipe.models.upscale import DEFAULT_OVERLAP
 from cnnpipe.serve.backends import Loaded, Runtime, open_backend, resolve
 from cnnpipe.serve.codec import DecodedImage, RequestError
@@ -105,33 +104,31 @@ class InferenceCore:
         self.runtime = runtime or resolve()
         backend = open_backend(self.runtime, threads)
         classifier_path, sr_paths = find_models(self.models_dir)
-        meta, shape = file_metadata(classifier_path)
-        self.classes: list[str] = list(meta.get("classes", []))
-        self.input_size = int(shape[-1])
         checkpoint = self.models_dir / DREAM_CHECKPOINT_FILE
         self.classifier = backend.load(classifier_path, checkpoint, integrity.CLASSIFICATION)
-        self.models = [self._info("classifier", classifier_path, meta, self.classifier)]
+        self.classes: list[str] = list(self.classifier.metadata.get("classes", []))
+        self.input_size = int(self.classifier.input_shape[-1])
+        self.models = [self._info("classifier", classifier_path, self.classifier)]
         self.sr: dict[int, Loaded] = {}
         self.sr_context: dict[int, int] = {}  # LR receptive-field radius = the tile overlap needed
         for path in sr_paths:
-            meta, _ = file_metadata(path)
-            scale = int(meta.get("scale", path.stem.removeprefix("sr_x")))
+            scale = int(path.stem.removeprefix("sr_x"))  # the export's own scale: check_models sees to it
             checkpoint = self.models_dir / paths.sr_checkpoint(scale).name
-            self.sr[scale] = backend.load(path, checkpoint, integrity.SUPER_RESOLUTION)
-            self.sr_context[scale] = int(meta.get("context", DEFAULT_OVERLAP))
-            self.models.append(self._info(f"sr_x{scale}", path, meta, self.sr[scale]))
+            self.sr[scale] = loaded = backend.load(path, checkpoint, integrity.SUPER_RESOLUTION)
+            self.sr_context[scale] = int(loaded.metadata.get("context", DEFAULT_OVERLAP))
+            self.models.append(self._info(f"sr_x{scale}", path, loaded))
         self.dream_backbone_name = dream_backbone
         self._backbone: Backbone | None = None  # loaded on first DeepDream request (PyTorch)
         self._explainable: Explainable | None = None  # loaded on first explain request (PyTorch)
         self._explain_layer = ""
         self._explain_lock = threading.Lock()
 
-    def _info(self, name: str, path: Path, meta: dict[str, Any], loaded: Loaded) -> ModelInfo:
+    def _info(self, name: str, path: Path, loaded: Loaded) -> ModelInfo:
         return ModelInfo(
             name,
             path.name,
             sha256(path),
-            meta.get("provenance"),
+            loaded.metadata.get("provenance"),
             self.runtime.backend,
             loaded.device,
             loaded.weights.name,
