@@ -27,6 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from cnnpipe.device import describe_hardware  # noqa: E402
 from serving.launch import bentoml_server, server_env, start_grpc_server  # noqa: E402
+from serving.up import grpc_serving  # noqa: E402
 
 # gRPC's floor: grpcio with the health service, nothing else, ready when it says so.
 BARE_GRPC = """
@@ -42,23 +43,13 @@ server.wait_for_termination()
 """
 
 
-def grpc_serving(address: str, timeout: float = 120) -> None:
+def wait_serving(address: str, timeout: float = 120) -> None:
     """Waits until the gRPC health service at ``address`` answers SERVING."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                status = stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.05)
+    deadline = time.monotonic() + timeout
+    while not grpc_serving(address):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{address} did not answer SERVING in {timeout:.0f} s")
+        time.sleep(0.05)
 
 
 def http_start(models: Path, **server: object) -> float:
@@ -71,7 +62,7 @@ def grpc_start(models: Path, command: list[str] | None = None) -> float:
     began = time.monotonic()
     running = start_grpc_server(models, command=command)
     try:
-        grpc_serving(running.address)
+        wait_serving(running.address)
         return time.monotonic() - began
     finally:
         running.stop()

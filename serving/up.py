@@ -127,19 +127,28 @@ def _server_env(models: Path) -> dict[str, str]:
     }
 
 
-def _ready(http_base: str, grpc_address: str) -> bool:
+def grpc_serving(address: str, timeout: float = 2) -> bool:
+    """Whether the gRPC health service at ``address`` answers SERVING now (no answer: False)."""
     import grpc
-    import httpx
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        with grpc.insecure_channel(address) as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+    except grpc.RpcError:
+        return False
+    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _ready(http_base: str, grpc_address: str) -> bool:
+    import httpx
 
     try:
         if httpx.get(f"{http_base}/readyz", timeout=2).status_code != 200:
             return False
-        with grpc.insecure_channel(grpc_address) as channel:
-            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
-        return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
-    except (httpx.HTTPError, grpc.RpcError):
+    except httpx.HTTPError:
         return False
+    return grpc_serving(grpc_address)
 
 
 class Servers:

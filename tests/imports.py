@@ -4,6 +4,9 @@ so rules hold for lazy imports too. Modules are dotted names: ``cnnpipe.data.fet
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -79,3 +82,18 @@ def closure(name: str) -> set[str]:
         seen.add(current)
         todo.extend(with_packages(set(direct_imports(current))) - seen)
     return with_packages(seen)
+
+
+def loaded_after(
+    code: str, watched: tuple[str, ...], *args: str, env: dict[str, str] | None = None
+) -> tuple[list[str], list[str]]:
+    """What a fresh interpreter printed running ``code`` (``args`` as ``sys.argv[1:]``) against this
+    checkout, and which of ``watched`` were then in ``sys.modules``."""
+    probe = f"{code}\nimport sys; print([m for m in {watched!r} if m in sys.modules])"
+    environ = {**(env or os.environ), "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe, *args], capture_output=True, text=True, env=environ, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    *printed, loaded = result.stdout.strip().splitlines()
+    return printed, ast.literal_eval(loaded)

@@ -29,6 +29,7 @@ from cnnpipe.serve.v1 import inference_pb2_grpc as pb_grpc
 from serving.launch import bentoml_server, free_port, grpc_server, server_env
 
 from .images import GOOD, encode, photo
+from .imports import loaded_after
 from .pipeline import REPO
 
 NO_GPU = {"CUDA_VISIBLE_DEVICES": ""}
@@ -292,23 +293,15 @@ def test_a_core_reads_the_exports_metadata_without_the_onnx_package_unless_on_to
     served_models: Path, backend: str, reads_the_file: bool
 ) -> None:
     """ONNX Runtime's session has the export's metadata and input shape; only the PyTorch backend,
-    which opens no session, reads them from the file with the onnx package (~1 s of import).
+    which opens no session, reads them from the file with the onnx package.
     torchvision never loads at start (it pulls in torch._dynamo); benchmarks/startup.py times both."""
-    probe = (
+    build = (
         "import sys; from pathlib import Path; from cnnpipe.serve.backends import resolve; "
         "from cnnpipe.serve.core import InferenceCore; "
         f"core = InferenceCore(Path(sys.argv[1]), threads=1, runtime=resolve({backend!r}, 'cpu')); "
-        "print(core.input_size, len(core.classes), sorted(core.sr_context), core.models[0].provenance is not None); "
-        "print([m for m in ('onnx', 'torchvision', 'torch._dynamo') if m in sys.modules])"
+        "print(core.input_size, len(core.classes), sorted(core.sr_context), core.models[0].provenance is not None)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe, str(served_models)],
-        env=server_env(served_models),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    described, loaded = result.stdout.strip().splitlines()
-    assert described == "32 10 [2, 3] True", described
-    assert loaded == ("['onnx']" if reads_the_file else "[]"), loaded
+    watched = ("onnx", "torchvision", "torch._dynamo")
+    printed, loaded = loaded_after(build, watched, str(served_models), env=server_env(served_models))
+    assert printed == ["32 10 [2, 3] True"], printed
+    assert loaded == (["onnx"] if reads_the_file else []), loaded

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import os
 import re
-import subprocess
-import sys
 import typing
 
 import pytest
@@ -18,7 +15,7 @@ from cnnpipe import params, paths
 from cnnpipe.dream.presets import PRESETS
 from cnnpipe.models.checkpoint import CLASSIFIER_ARCHS, SR_ARCHS
 
-from .imports import REPO, closure, direct_imports, module_file, project_modules
+from .imports import REPO, closure, direct_imports, loaded_after, module_file, project_modules
 
 # What each part of the library may import (besides itself). Bottom to top: the shared base, data,
 # models, then the pipeline's jobs and DeepDream, then serving. The CLI is an entry point.
@@ -151,25 +148,16 @@ def test_the_command_line_starts_without_torch() -> None:
     """`cnnpipe --help` and `cnnpipe compare` run no net: importing the CLI imports neither torch
     nor ONNX Runtime (torch alone is two seconds of every start here); commands that need a net
     import it when they run."""
-    probe = "import sys, cnnpipe.cli; print([m for m in ('torch', 'torchvision', 'onnxruntime') if m in sys.modules])"
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
-    assert loaded.stdout.strip() == "[]", loaded.stdout
+    _, loaded = loaded_after("import cnnpipe.cli", ("torch", "torchvision", "onnxruntime"))
+    assert loaded == [], loaded
 
 
 def test_the_servers_import_neither_torchvision_nor_onnx() -> None:
     """Each HTTP or gRPC replica imports the inference core at start (the HTTP server twice: its
     arbiter checks the models first): torchvision (it pulls in torch._dynamo) and the onnx package
     load only where a call needs them, so a replica is ready sooner (benchmarks/startup.py)."""
-    modules = ", ".join(
-        (
-            "cnnpipe.serve.core",
-            "cnnpipe.serve.grpc_server",
-            "cnnpipe.serve.model_check",
-            "serving.middleware",
-            "serving.forms",
-        )
+    servers = (
+        "cnnpipe.serve.core, cnnpipe.serve.grpc_server, cnnpipe.serve.model_check, serving.middleware, serving.forms"
     )
-    probe = f"import sys, {modules}; print([m for m in ('torchvision', 'onnx', 'torch._dynamo') if m in sys.modules])"
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}"}
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
-    assert loaded.stdout.strip() == "[]", loaded.stdout
+    _, loaded = loaded_after(f"import {servers}", ("torchvision", "onnx", "torch._dynamo"))
+    assert loaded == [], loaded

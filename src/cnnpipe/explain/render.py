@@ -55,11 +55,7 @@ def filter_grid(weight: torch.Tensor, cell: int = 48) -> np.ndarray:
     high = w.amax(dim=(1, 2, 3), keepdim=True)
     tiles = (w - low) / (high - low).clamp(min=1e-12)
     factor = max(1, cell // w.shape[-1])
-    tiles = F.interpolate(tiles, scale_factor=factor, mode="nearest")
-    from torchvision.utils import make_grid  # here: torchvision pulls in torch._dynamo; servers never draw grids
-
-    grid = make_grid(tiles, nrow=int(np.ceil(np.sqrt(len(w)))), padding=2, pad_value=1.0)
-    return (grid.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    return _square_grid(F.interpolate(tiles, scale_factor=factor, mode="nearest"))
 
 
 def activation_grid(activations: torch.Tensor, max_channels: int = 64, cell: int = 64) -> np.ndarray:
@@ -72,7 +68,12 @@ def activation_grid(activations: torch.Tensor, max_channels: int = 64, cell: int
     factor = max(1, cell // a.shape[-1])
     a = F.interpolate(a[:, None], scale_factor=factor, mode="nearest")[:, 0]
     coloured = torch.from_numpy(np.stack([_colormap(m.numpy(), "viridis") for m in a])).permute(0, 3, 1, 2)
+    return _square_grid(coloured.float() / 255)
+
+
+def _square_grid(tiles: torch.Tensor) -> np.ndarray:
+    """Tiles (N×3×h×w, 0..1) in a near-square grid on white, as uint8 H×W×3."""
     from torchvision.utils import make_grid  # here: torchvision pulls in torch._dynamo; servers never draw grids
 
-    grid = make_grid(coloured.float() / 255, nrow=int(np.ceil(np.sqrt(len(a)))), padding=2, pad_value=1.0)
+    grid = make_grid(tiles, nrow=int(np.ceil(np.sqrt(len(tiles)))), padding=2, pad_value=1.0)
     return (grid.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
