@@ -45,9 +45,11 @@ TEST_WORKERS ?= 2
 PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 
 ## test: lint, type-check and run the whole test suite (includes a real `dvc repro` on tiny generated data)
+# Both runs share one folder of builds that tests only read (tests/once.py): the tiny `dvc repro` is made once.
 test: venv lint typecheck
-	$(BIN)/python -m pytest $(PARALLEL) -m "not serial"
-	$(BIN)/python -m pytest -m serial
+	shared=$$(mktemp -d -t cnnpipe-tests-shared-XXXXXX) && trap 'rm -rf "$$shared"' EXIT && \
+	  CNNPIPE_TEST_SHARED=$$shared $(BIN)/python -m pytest $(PARALLEL) -m "not serial" && \
+	  CNNPIPE_TEST_SHARED=$$shared $(BIN)/python -m pytest -m serial
 
 ## test-fast: the inner loop: lint and the tests not marked slow (no servers, no dvc repro)
 test-fast: venv lint

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import random
 import re
 import shutil
 import socket
@@ -16,24 +16,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from serving.process_tree import ProcessTree
+from serving.up import server_env
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port no socket holds now, for a server that binds it itself a moment later.
+
+    It is drawn at random from below the kernel's ephemeral range, which outgoing connections take
+    their local ports from: a port the kernel itself handed out (``bind(0)``) could be taken by any
+    connection in between; one from below that range only by a program that binds it by number.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(10000, low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port found in 10000..{low - 1}")
 
 
-def server_env(models: Path, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}",
-        "CNNPIPE_MODELS_DIR": str(models),
-        "BENTOML_DO_NOT_TRACK": "true",
-        **extra,
-    }
+def _ephemeral_low() -> int:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default
+    return low if low > 11000 else 32768  # a range reaching that low leaves no port safe: keep drawing
 
 
 @dataclass

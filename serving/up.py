@@ -117,13 +117,16 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _server_env(models: Path) -> dict[str, str]:
+def server_env(models: Path, **extra: str) -> dict[str, str]:
+    """The environment both servers start with: this checkout importable (before any outer
+    PYTHONPATH), ``models`` as the models folder, no telemetry; ``extra`` added last."""
     return {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), str(REPO / "src"), os.environ.get("PYTHONPATH")])),
         "CNNPIPE_MODELS_DIR": str(models),
         "BENTOML_DO_NOT_TRACK": "true",
         "DVC_NO_ANALYTICS": "1",
+        **extra,
     }
 
 
@@ -157,7 +160,7 @@ class Servers:
 
     def __init__(self, models: Path, host: str, http_port: int, grpc_port: int) -> None:
         python = sys.executable
-        env = _server_env(models)
+        env = server_env(models)
         target = "serving.service:Cnnpipe"
         http = [python, "-m", "bentoml", "serve", target, "--host", host, "--port", str(http_port)]
         grpc_ = [python, "-m", "cnnpipe.cli", "serve-grpc", "--models", str(models), "--host", host]

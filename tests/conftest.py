@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import functools
 import http.server
+import json
 import os
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 # BentoML keeps task results and builds under BENTOML_HOME: keep the tests' out of ~/bentoml.
 os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="cnnpipe-tests-bentoml-")
 
+from .once import built_once
 from .pipeline import REPO, Reproduced, dvc, tiny_pipeline_repo
 
 atexit.register(shutil.rmtree, os.environ["BENTOML_HOME"], ignore_errors=True)
@@ -30,8 +32,16 @@ __all__ = ["REPO"]
 
 @pytest.fixture(scope="session")
 def tiny_archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str]]:
-    """The tiny generated CIFAR-10 binary and BSDS300 archives: dataset → (path, md5)."""
-    return write_archives(tmp_path_factory.mktemp("archives"), SAMPLE_SIZES["tiny"])
+    """The tiny generated CIFAR-10 binary and BSDS300 archives: dataset → (path, md5). Built once
+    per run (tests/once.py): the shared tiny `dvc repro` reads them by path."""
+
+    def build(folder: Path) -> None:
+        written = write_archives(folder, SAMPLE_SIZES["tiny"])
+        (folder / "md5.json").write_text(json.dumps({name: [p.name, md5] for name, (p, md5) in written.items()}))
+
+    folder = built_once(tmp_path_factory, "archives", build)
+    listed = json.loads((folder / "md5.json").read_text())
+    return {name: (folder / filename, md5) for name, (filename, md5) in listed.items()}
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -86,9 +96,15 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 @pytest.fixture(scope="session")
 def reproduced(tmp_path_factory: pytest.TempPathFactory, tiny_archives) -> Reproduced:
     """The suite's one full tiny `dvc repro` (a minute of CPU): the pipeline, runs-compared and
-    serving tests start from copies of it instead of each training their own."""
-    repo = tiny_pipeline_repo(tmp_path_factory.mktemp("reproduced") / "repo", tiny_archives)
-    return Reproduced(repo, dvc(repo, "repro").stdout)
+    serving tests start from copies of it instead of each training their own. Built once per run,
+    not per test process (tests/once.py)."""
+
+    def build(folder: Path) -> None:
+        repo = tiny_pipeline_repo(folder / "repo", tiny_archives)
+        (folder / "repro.log").write_text(dvc(repo, "repro").stdout)
+
+    folder = built_once(tmp_path_factory, "reproduced", build)
+    return Reproduced(folder / "repo", (folder / "repro.log").read_text())
 
 
 @pytest.fixture(scope="session")
