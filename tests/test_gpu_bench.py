@@ -43,7 +43,7 @@ ROWS = [
     "super-resolution ×4",
     "torch inference: classify",
     "torch inference: super-resolve ×2 96×54",
-    "peak GPU memory: deepdream 96² tiled",
+    "peak GPU memory: deepdream 64² tiled",
     "peak GPU memory: super-resolution ×2 to 384×216",
 ]
 
