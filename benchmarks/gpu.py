@@ -147,7 +147,7 @@ DRY = Sizes(
     seeds_95=1,
     seeds_96=1,
     classifier_set=["epochs=1", "widths=[4,8,8]", "batch_size=64", "max_train_images=128"],
-    dream_size=32,  # the smallest the classic job takes; emulated bf16 (AVX2-only CPUs) made 64² cost ~11 s
+    dream_size=32,  # small, and valid for 2 octaves; emulated bf16 (AVX2-only CPUs) made 64² cost ~11 s
     dream_octaves=2,
     dream_steps=2,
     dream_repeats=1,
@@ -156,7 +156,7 @@ DRY = Sizes(
     classify_batches=(1, 8, 32),
     throughput_s=0.2,
     sr_speed_size=(54, 96),
-    memory_dream_size=64,  # still two tiles a side at the first octave
+    memory_dream_size=64,  # two tiles a side at the full-size octave (one at 32²)
     memory_dream_tile=32,  # the engine's smallest tile
     memory_sr_size=(108, 192),
     estimates_s={"95": 0.0, "96": 0.0, "sr": 0.0, "dream": 0.0, "torch": 0.0},

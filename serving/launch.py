@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from serving.environment import server_env
 from serving.process_tree import ProcessTree
-from serving.up import server_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,28 +24,39 @@ REPO = Path(__file__).resolve().parents[1]
 def free_port() -> int:
     """A loopback port no socket holds now, for a server that binds it itself a moment later.
 
-    It is drawn at random from below the kernel's ephemeral range, which outgoing connections take
-    their local ports from: a port the kernel itself handed out (``bind(0)``) could be taken by any
-    connection in between; one from below that range only by a program that binds it by number.
+    Drawn at random (from the OS, not the seedable global generator: two test processes must not
+    draw alike) outside the kernel's ephemeral range, which outgoing connections take their local
+    ports from. A port the kernel handed out (``bind(0)``) could be taken by any connection in
+    between; one outside that range only by a program that binds it by number.
     """
-    low = _ephemeral_low()
+    low, high = safe_port_range()
     for _ in range(200):
-        port = random.randrange(10000, low)
+        port = _random.randrange(low, high)
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError(f"no free port found in 10000..{low - 1}")
+    raise RuntimeError(f"no free port found in {low}..{high - 1}")
 
 
-def _ephemeral_low() -> int:
+_random = random.SystemRandom()
+
+
+def safe_port_range(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> tuple[int, int]:
+    """[low, high) of ports outside the kernel's ephemeral range: 10000 up to its start where that
+    leaves 5000 or more (Linux's default, 32768–60999, leaves 22768), else above its end; with no
+    such gap, 10000–65535, and the race a ``bind(0)`` port has."""
     try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768  # Linux's default
-    return low if low > 11000 else 32768  # a range reaching that low leaves no port safe: keep drawing
+        first, last = (int(x) for x in path.read_text().split()[:2])
+    except (OSError, ValueError):
+        first, last = 32768, 60999  # Linux's default
+    if first - 10000 >= 5000:
+        return 10000, first
+    if 65535 - last >= 5000:
+        return last + 1, 65536
+    return 10000, 65536
 
 
 @dataclass

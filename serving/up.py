@@ -15,7 +15,6 @@ and so is every worker the dead one started (BentoML's workers would otherwise k
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import socket
@@ -28,6 +27,7 @@ from types import FrameType
 
 from cnnpipe import paths
 from cnnpipe.errors import CnnpipeError
+from serving.environment import server_env
 from serving.process_tree import ProcessTree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,19 +115,6 @@ def _port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def server_env(models: Path, **extra: str) -> dict[str, str]:
-    """The environment both servers start with: this checkout importable (before any outer
-    PYTHONPATH), ``models`` as the models folder, no telemetry; ``extra`` added last."""
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), str(REPO / "src"), os.environ.get("PYTHONPATH")])),
-        "CNNPIPE_MODELS_DIR": str(models),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "DVC_NO_ANALYTICS": "1",
-        **extra,
-    }
 
 
 def grpc_serving(address: str, timeout: float = 2) -> bool:
