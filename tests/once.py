@@ -11,8 +11,9 @@ an earlier run used), else, in an xdist worker, the folder above the workers' ba
 belongs to that one pytest run. A plain ``pytest`` builds per session, as before.
 
 A build goes into a hidden folder of its own and is renamed into place when complete: the name
-exists only for a whole build. One that failed or was killed is left aside (its orphaned
-processes may still be writing there) and the next process that asks builds again.
+exists only for a whole build. One that raised is removed; one whose builder was killed is left
+aside (its orphaned processes may still be writing there). Either way the next process that asks
+builds again.
 """
 
 from __future__ import annotations
