@@ -1,8 +1,10 @@
-"""The environment both servers start with, whoever starts them (``make serve``, tests, benchmarks)."""
+"""What both servers start with, whoever starts them (``make serve``, tests, benchmarks): their
+environment, and a check that a port is free to bind."""
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,3 +21,13 @@ def server_env(models: Path, **extra: str) -> dict[str, str]:
         "DVC_NO_ANALYTICS": "1",
         **extra,
     }
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (nobody listens there or holds it)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True

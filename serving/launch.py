@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -15,10 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.environment import server_env
+from serving.environment import REPO, port_free, server_env
 from serving.process_tree import ProcessTree
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -32,11 +29,7 @@ def free_port() -> int:
     low, high = safe_port_range()
     for _ in range(200):
         port = _random.randrange(low, high)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        if port_free("127.0.0.1", port):
             return port
     raise RuntimeError(f"no free port found in {low}..{high - 1}")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,10 +26,9 @@ from types import FrameType
 
 from cnnpipe import paths
 from cnnpipe.errors import CnnpipeError
-from serving.environment import server_env
+from serving.environment import REPO, port_free, server_env
 from serving.process_tree import ProcessTree
 
-REPO = Path(__file__).resolve().parents[1]
 SERVE_CACHE = Path(".serve")
 """Where an experiment's models are copied, relative to the repository root (git-ignored)."""
 NEEDED = paths.CLASSIFIER_ONNX.name  # the one model both servers need
@@ -106,15 +104,6 @@ def _copy_models(root: Path, sha: str, name: str, folder: Path) -> None:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UpError(f"cannot read experiment {name}'s models from the DVC cache ({first}); try `dvc pull`") from None
     partial.replace(folder)
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def grpc_serving(address: str, timeout: float = 2) -> bool:
@@ -199,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         for port, knob in ((args.http_port, "HTTP_PORT"), (args.grpc_port, "GRPC_PORT")):
-            if not _port_free(args.host, port):
+            if not port_free(args.host, port):
                 raise UpError(f"port {port} on {args.host} is in use: choose another (make serve {knob}=...)")
         source = resolve_models(Path.cwd().resolve(), args.exp)
     except UpError as error:
